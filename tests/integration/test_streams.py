@@ -1,0 +1,244 @@
+"""The streams layer on a real broker: every event round-trips, poison goes to the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import fastavro
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from agentlog.errors import ConnectError
+from agentlog.schemas.events import DeadLetter, Event, new_envelope
+from agentlog.settings import Settings
+from agentlog.streams.codec import AvroCodec
+from agentlog.streams.consumer import Delivered, EventConsumer
+from agentlog.streams.deadletter import DeadLetterWriter
+from agentlog.streams.producer import EventProducer
+from agentlog.streams.topics import CATALOGUE, DEADLETTER, REQUESTS, ensure_topics, tasks_topic
+from agentlog.streams.tracing import new_traceparent
+from tests.support.samples import all_sample_events, sample_event
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
+
+
+@pytest.fixture
+async def settings(kafka_bootstrap: str) -> AsyncIterator[Settings]:
+    """Settings with a topic prefix of its own, and the whole catalogue created under it."""
+    s = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}",
+        partitions=2,
+        source="test",
+    )
+    await ensure_topics(s, [*CATALOGUE, tasks_topic("writer")])
+    return s
+
+
+def topic_for(settings: Settings, event: Event) -> str:
+    name = event.envelope.type
+    if name == "TaskRequested":
+        return settings.topic("tasks.writer")
+    spec = next(s for s in CATALOGUE if name in s.events)
+    return settings.topic(spec.name)
+
+
+async def drain(consumer: EventConsumer, want: int, limit_s: float = 30) -> list[Delivered]:
+    got: list[Delivered] = []
+    async with asyncio.timeout(limit_s):
+        while len(got) < want:
+            got.extend(await consumer.poll(timeout_ms=200))
+    return got
+
+
+def plain_fastavro_encode(name: str, record: dict[str, object]) -> bytes:
+    """Single-object encoding with nothing but fastavro and the .avsc file."""
+    schema = fastavro.parse_schema(json.loads((SCHEMA_DIR / f"{name}.avsc").read_text()))
+    canonical = fastavro.schema.to_parsing_canonical_form(schema)
+    fingerprint = fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")
+    import io
+
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, schema, record)
+    return b"\xc3\x01" + bytes.fromhex(fingerprint) + body.getvalue()
+
+
+async def test_topics_are_created_once(settings: Settings) -> None:
+    again = await ensure_topics(settings, [*CATALOGUE, tasks_topic("writer")])
+    assert again
+    assert not any(again.values())
+
+
+async def test_every_event_type_round_trips_through_the_broker(settings: Settings) -> None:
+    events = all_sample_events()
+    topics = sorted({topic_for(settings, e) for e in events})
+    async with EventProducer(settings) as producer:
+        for event in events:
+            await producer.send(topic_for(settings, event), event)
+        dlq = DeadLetterWriter(settings, producer)
+        async with EventConsumer(
+            settings, topics, group_id=f"g-{uuid.uuid4().hex}", dead_letters=dlq
+        ) as consumer:
+            got = await drain(consumer, len(events))
+    by_id = {d.event.envelope.event_id: d.event for d in got}
+    assert len(by_id) == len(events)
+    for event in events:
+        assert by_id[event.envelope.event_id] == event
+
+
+async def test_plain_fastavro_and_agentlog_interoperate_over_the_broker(
+    settings: Settings,
+) -> None:
+    event = sample_event("WorkflowRequested")
+    record = json.loads(json.dumps(AvroCodec.default().to_record(event), default=str))
+    # the record as another language would build it: plain types, JSON as text
+    plain = plain_fastavro_encode("WorkflowRequested", AvroCodec.default().to_record(event))
+    topic = settings.topic(REQUESTS.name)
+    async with EventProducer(settings) as producer:
+        await producer.send_raw(topic, plain, key=b"wf-plain")
+        await producer.send(topic, event)
+        await producer.flush()
+    async with EventConsumer(settings, group_id=None, dead_letters=None) as consumer:
+        consumer.assign([TopicPartition(topic, p) for p in range(settings.partitions)])
+        got = await drain(consumer, 2)
+    assert [d.event for d in got] == [event, event]
+
+    raw = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await raw.start()
+    try:
+        raw.assign([TopicPartition(topic, p) for p in range(settings.partitions)])
+        batch = await raw.getmany(timeout_ms=5000)
+        values = [r.value for rs in batch.values() for r in rs]
+    finally:
+        await raw.stop()
+    schema = fastavro.parse_schema(json.loads((SCHEMA_DIR / "WorkflowRequested.avsc").read_text()))
+    import io
+
+    for value in values:
+        assert value[:2] == b"\xc3\x01"
+        decoded = fastavro.schemaless_reader(io.BytesIO(value[10:]), schema, None)
+        assert decoded["workflow_id"] == record["workflow_id"]
+
+
+async def test_poison_records_go_to_the_dead_letter_topic(settings: Settings) -> None:
+    codec = AvroCodec.default()
+    topic = settings.topic(REQUESTS.name)
+    good = [sample_event("WorkflowRequested") for _ in range(3)]
+    valid = codec.encode(good[0])
+    foreign_schema = {"type": "record", "name": "Foreign", "fields": [{"name": "x", "type": "int"}]}
+    import io
+
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(foreign_schema), {"x": 7})
+    poison = {
+        "truncated": valid[:6],
+        "truncated_body": valid[: len(valid) // 2],
+        "bad_magic": b'{"json": true}',
+        "unknown_fingerprint": b"\xc3\x01" + struct.pack("<Q", 12345) + body.getvalue(),
+        "unexpected_type": codec.encode(sample_event("LockGranted")),
+    }
+    async with EventProducer(settings) as producer:
+        # everything on one partition, so order is known: good, poison…, good, good
+        await producer.send_raw(topic, valid, key=b"k", partition=0)
+        for name, value in poison.items():
+            await producer.send_raw(topic, value, key=name.encode(), partition=0)
+        for event in good[1:]:
+            await producer.send_raw(topic, codec.encode(event), key=b"k", partition=0)
+        await producer.flush()
+        dlq = DeadLetterWriter(settings, producer)
+        async with EventConsumer(
+            settings, [topic], group_id=f"g-{uuid.uuid4().hex}", dead_letters=dlq
+        ) as consumer:
+            got = await drain(consumer, 3)
+            await consumer.commit()
+    assert [d.event for d in got] == good
+    assert [d.offset for d in got] == [0, 6, 7]
+
+    dlq_topic = settings.topic(DEADLETTER.name)
+    async with EventConsumer(settings, group_id=None, dead_letters=None) as reader:
+        reader.assign([TopicPartition(dlq_topic, p) for p in range(settings.partitions)])
+        letters = [d.event for d in await drain(reader, len(poison))]
+    assert all(isinstance(x, DeadLetter) for x in letters)
+    by_key = {x.original_key: x for x in letters if isinstance(x, DeadLetter)}
+    for offset, (name, value) in enumerate(poison.items(), start=1):
+        letter = by_key[name.encode()]
+        assert letter.original_topic == topic
+        assert letter.original_partition == 0
+        assert letter.original_offset == offset
+        assert letter.raw == value
+        expected = "truncated" if name.startswith("truncated") else name
+        assert letter.error_reason == expected, (name, letter.error)
+
+
+async def test_traceparent_travels_in_headers(settings: Settings) -> None:
+    traceparent = new_traceparent()
+    base = sample_event("CancelRequested")
+    event = type(base)(
+        **{
+            **{f: getattr(base, f) for f in base.__dataclass_fields__},
+            "envelope": new_envelope(
+                "CancelRequested", base.envelope.key, source="test", traceparent=traceparent
+            ),
+        }
+    )
+    topic = settings.topic(REQUESTS.name)
+    async with EventProducer(settings) as producer:
+        await producer.send(topic, event)
+    async with EventConsumer(settings, group_id=None, dead_letters=None) as consumer:
+        consumer.assign([TopicPartition(topic, p) for p in range(settings.partitions)])
+        [got] = await drain(consumer, 1)
+    assert ("traceparent", traceparent.encode()) in got.headers
+    assert got.traceparent == traceparent
+
+
+async def test_committed_offsets_resume_a_group(settings: Settings) -> None:
+    topic = settings.topic(REQUESTS.name)
+    events = [sample_event("WorkflowRequested") for _ in range(6)]
+    group = f"g-{uuid.uuid4().hex}"
+    async with EventProducer(settings) as producer:
+        for e in events:
+            await producer.send(topic, e)
+        dlq = DeadLetterWriter(settings, producer)
+        async with EventConsumer(settings, [topic], group_id=group, dead_letters=dlq) as first:
+            seen = await drain(first, len(events))
+            await first.commit()
+        more = [sample_event("WorkflowRequested") for _ in range(2)]
+        for e in more:
+            await producer.send(topic, e)
+        async with EventConsumer(settings, [topic], group_id=group, dead_letters=dlq) as second:
+            rest = await drain(second, len(more))
+    assert {d.event.envelope.event_id for d in seen} == {e.envelope.event_id for e in events}
+    assert [d.event for d in rest if d.event in more] == [d.event for d in rest]
+    assert {d.event.envelope.event_id for d in rest} == {e.envelope.event_id for e in more}
+
+
+async def test_producer_detects_idempotence(settings: Settings) -> None:
+    async with EventProducer(settings) as producer:
+        raw = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True)
+        try:
+            await asyncio.wait_for(raw.start(), 10)
+            supported = True
+        except Exception:
+            supported = False
+        finally:
+            await raw.stop()
+        assert producer.idempotent is supported
+
+
+async def test_unreachable_broker_fails_fast_naming_the_setting() -> None:
+    settings = Settings(kafka_bootstrap="127.0.0.1:1")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ConnectError, match=r"AGENTLOG_KAFKA_BOOTSTRAP='127\.0\.0\.1:1'"):
+        await ensure_topics(settings)
+    assert loop.time() - started < 15
