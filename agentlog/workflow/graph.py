@@ -1,0 +1,144 @@
+"""The structure of a spec's step graph: order, ancestry and loop bodies.
+
+Pure functions of a spec, computed once per workflow (see :class:`Plan`) and
+shared by validation and the orchestrator core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from agentlog.workflow.spec import Step, WorkflowSpec
+
+
+def find_cycle(steps: Sequence[Step]) -> tuple[str, ...]:
+    """A dependency cycle ``(a, b, ..., a)``: a runs after b, ..., after a; or ``()``.
+
+    Unknown ``after`` targets are ignored; validation reports them separately.
+    """
+    deps = {s.name: s.after for s in steps}
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    path: list[str] = []
+
+    def visit(name: str) -> tuple[str, ...]:
+        state[name] = 1
+        path.append(name)
+        for dep in deps.get(name, ()):
+            if dep not in deps:
+                continue
+            if state.get(dep) == 1:
+                return (*path[path.index(dep) :], dep)
+            if dep not in state:
+                cycle = visit(dep)
+                if cycle:
+                    return cycle
+        path.pop()
+        state[name] = 2
+        return ()
+
+    for step in steps:
+        if step.name not in state:
+            cycle = visit(step.name)
+            if cycle:
+                return cycle
+    return ()
+
+
+def topological_order(steps: Sequence[Step]) -> tuple[str, ...]:
+    """Step names, dependencies first; ties keep spec order (stable, deterministic).
+
+    Assumes the graph has no cycle and every ``after`` target exists.
+    """
+    placed: set[str] = set()
+    order: list[str] = []
+    remaining = list(steps)
+    while remaining:
+        ready = [s for s in remaining if all(d in placed for d in s.after)]
+        if not ready:  # a cycle: validation reports it; keep the rest in spec order
+            ready = remaining
+        for step in ready:
+            order.append(step.name)
+            placed.add(step.name)
+        remaining = [s for s in remaining if s.name not in placed]
+    return tuple(order)
+
+
+def ancestors_of(steps: Sequence[Step]) -> dict[str, frozenset[str]]:
+    """Every step's transitive dependencies (not including itself)."""
+    deps = {s.name: tuple(d for d in s.after if d != s.name) for s in steps}
+    result: dict[str, frozenset[str]] = {}
+    for name in topological_order(steps):
+        found: set[str] = set()
+        for dep in deps[name]:
+            if dep in deps:
+                found.add(dep)
+                found |= result.get(dep, frozenset())
+        result[name] = frozenset(found)
+    return result
+
+
+def loop_body(
+    step: str, back_to: str, ancestors: Mapping[str, frozenset[str]], order: Sequence[str]
+) -> tuple[str, ...]:
+    """The steps a loop re-runs: on some path from ``back_to`` to ``step``, both included."""
+    return tuple(
+        name
+        for name in order
+        if name in (back_to, step)
+        or (back_to in ancestors.get(name, ()) and name in ancestors.get(step, ()))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A valid spec's derived structure, computed once and shared by the core.
+
+    Attributes:
+        spec: the spec.
+        steps: step by name.
+        order: step names, dependencies first.
+        ancestors: each step's transitive dependencies.
+        loop_of: loop step by the name of its ``back_to`` step.
+        body: steps each loop re-runs, by loop step, in order.
+        enclosing_loop: the loop step whose body holds a step, by step name.
+        sinks: steps no other step depends on, in order.
+        signals: names of the signals some step waits for.
+    """
+
+    spec: WorkflowSpec
+    steps: Mapping[str, Step]
+    order: tuple[str, ...]
+    ancestors: Mapping[str, frozenset[str]]
+    loop_of: Mapping[str, str]
+    body: Mapping[str, tuple[str, ...]]
+    enclosing_loop: Mapping[str, str]
+    sinks: tuple[str, ...]
+    signals: frozenset[str]
+
+    @classmethod
+    def of(cls, spec: WorkflowSpec) -> Plan:
+        """Derive the plan of a valid spec."""
+        order = topological_order(spec.steps)
+        ancestors = ancestors_of(spec.steps)
+        loop_of: dict[str, str] = {}
+        body: dict[str, tuple[str, ...]] = {}
+        enclosing: dict[str, str] = {}
+        for step in spec.steps:
+            if step.repeat is not None:
+                loop_of[step.repeat.back_to] = step.name
+                body[step.name] = loop_body(step.name, step.repeat.back_to, ancestors, order)
+                enclosing.update(dict.fromkeys(body[step.name], step.name))
+        depended_on = {dep for step in spec.steps for dep in step.after}
+        return cls(
+            spec=spec,
+            steps=MappingProxyType({s.name: s for s in spec.steps}),
+            order=order,
+            ancestors=MappingProxyType(ancestors),
+            loop_of=MappingProxyType(loop_of),
+            body=MappingProxyType(body),
+            enclosing_loop=MappingProxyType(enclosing),
+            sinks=tuple(name for name in order if name not in depended_on),
+            signals=frozenset(s.signal for s in spec.steps if s.signal is not None),
+        )

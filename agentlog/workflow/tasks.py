@@ -1,0 +1,87 @@
+"""What the runner publishes to agents: ``TaskRequested`` derived from ``StepScheduled``.
+
+The journal records ``StepScheduled``; the runner appends it, then publishes
+the matching ``TaskRequested`` on ``tasks.<agent_kind>``. Both functions here
+are pure and deterministic (the task's event id derives from the
+``StepScheduled`` event id), so re-publishing after a crash sends the very
+same event and agents can drop the duplicate.
+"""
+
+from __future__ import annotations
+
+from agentlog.schemas.events import StepScheduled, TaskRequested, derived_envelope
+from agentlog.workflow.batch import SOURCE
+from agentlog.workflow.ids import idempotency_key
+from agentlog.workflow.state import TaskState, TaskStatus, WorkflowState
+
+
+def task_for(state: WorkflowState | None, scheduled: StepScheduled) -> TaskRequested | None:
+    """The task to publish for ``scheduled``, or None when there is none to publish.
+
+    None for a signal step's wait (no agent runs it), and when ``state`` (the
+    state after the decisions that include ``scheduled``) no longer has that
+    attempt running: the workflow ended, or the attempt was answered already.
+
+    Args:
+        state: the workflow's state after folding the decision batch.
+        scheduled: a ``StepScheduled`` of that batch.
+    """
+    task = _current(state, scheduled)
+    if state is None or task is None or task.is_signal_wait:
+        return None
+    step = state.steps[scheduled.step]
+    return TaskRequested(
+        envelope=derived_envelope(
+            scheduled.envelope,
+            0,
+            "TaskRequested",
+            scheduled.workflow_id,
+            source=SOURCE,
+        ),
+        task_id=scheduled.task_id,
+        workflow_id=scheduled.workflow_id,
+        step=scheduled.step,
+        attempt=scheduled.attempt,
+        agent_kind=scheduled.agent_kind,
+        input=scheduled.input,
+        deadline=scheduled.deadline,
+        idempotency_key=idempotency_key(scheduled.workflow_id, step.name, step.run, task.item),
+        priority=scheduled.priority,
+        fencing_tokens=scheduled.fencing_tokens,
+    )
+
+
+def open_tasks(state: WorkflowState | None) -> tuple[StepScheduled, ...]:
+    """Agent tasks whose attempt is running, in step order.
+
+    For a running workflow these are the tasks to (re)publish after recovery
+    (see :func:`tasks_to_publish`). Once the workflow is terminal (cancelled,
+    failed, timed out) they are the tasks agents should stop: publish a
+    cancellation for each.
+    """
+    if state is None or state.plan is None:
+        return ()
+    return tuple(
+        task.scheduled
+        for name in state.plan.order
+        for task in state.steps[name].tasks
+        if task.status is TaskStatus.RUNNING and not task.is_signal_wait
+    )
+
+
+def tasks_to_publish(state: WorkflowState | None) -> tuple[TaskRequested, ...]:
+    """Every running task of a running workflow as ``TaskRequested``: re-publish on recovery."""
+    if state is None or not state.running:
+        return ()
+    found = (task_for(state, scheduled) for scheduled in open_tasks(state))
+    return tuple(task for task in found if task is not None)
+
+
+def _current(state: WorkflowState | None, scheduled: StepScheduled) -> TaskState | None:
+    if state is None or not state.running or state.workflow_id != scheduled.workflow_id:
+        return None
+    step = state.steps.get(scheduled.step)
+    task = step.task(scheduled.task_id) if step is not None else None
+    if task is None or task.status is not TaskStatus.RUNNING:
+        return None
+    return task if task.scheduled == scheduled else None

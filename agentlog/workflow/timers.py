@@ -1,0 +1,96 @@
+"""Durable timers, derived from state.
+
+Timers are not stored anywhere: every timer a workflow needs follows from its
+state (a retry waits until ``retry_at``, an attempt has a ``deadline``, the
+workflow has ``started_at + timeout_ms``), and the state follows from the
+journal. The runner asks :func:`next_timer` after each change of a workflow,
+keeps the earliest due time per workflow (e.g. in a heap), and when it is due
+feeds the :class:`TimerFired` to ``decide`` like any input. A timer that is no
+longer pending (the task answered meanwhile) or not yet due decides nothing,
+and a fired timer is no longer pending, so feeding one twice is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from agentlog.workflow.ids import timer_event_id
+from agentlog.workflow.state import TaskStatus, WorkflowState
+
+WORKFLOW_TIMEOUT = "workflow-timeout"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerFired:
+    """A timer that is due: an input of ``decide``, not an Avro event.
+
+    Attributes:
+        workflow_id: the workflow.
+        timer_id: ``"workflow-timeout"``, ``"deadline:<task id>"`` or ``"retry:<task id>"``.
+        due_at: when it is due (aware UTC).
+    """
+
+    workflow_id: str
+    timer_id: str
+    due_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        """The deterministic id the decisions of this timer name as their cause."""
+        return timer_event_id(self.workflow_id, self.timer_id)
+
+
+class TimerKind(StrEnum):
+    """What a timer is for."""
+
+    RETRY = "retry"
+    DEADLINE = "deadline"
+    WORKFLOW_TIMEOUT = "workflow_timeout"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timer:
+    """A pending timer with what it is for (what ``decide`` needs to act on it)."""
+
+    fired: TimerFired
+    kind: TimerKind
+    step: str | None = None
+    task_id: str | None = None
+
+
+def timers(state: WorkflowState | None) -> tuple[Timer, ...]:
+    """Every pending timer of a running workflow, earliest first."""
+    if state is None or not state.running:
+        return ()
+    found: list[Timer] = []
+    spec = state.spec
+    if spec is not None and spec.timeout_ms is not None and state.started_at is not None:
+        due = state.started_at + timedelta(milliseconds=spec.timeout_ms)
+        fired = TimerFired(workflow_id=state.workflow_id, timer_id=WORKFLOW_TIMEOUT, due_at=due)
+        found.append(Timer(fired=fired, kind=TimerKind.WORKFLOW_TIMEOUT))
+    for step in state.steps.values():
+        for task in step.tasks:
+            if task.status is TaskStatus.RUNNING and task.deadline is not None:
+                kind, due_at = TimerKind.DEADLINE, task.deadline
+            elif task.status is TaskStatus.RETRY_WAIT and task.retry_at is not None:
+                kind, due_at = TimerKind.RETRY, task.retry_at
+            else:
+                continue
+            timer_id = f"{'deadline' if kind is TimerKind.DEADLINE else 'retry'}:{task.task_id}"
+            fired = TimerFired(workflow_id=state.workflow_id, timer_id=timer_id, due_at=due_at)
+            found.append(Timer(fired=fired, kind=kind, step=step.name, task_id=task.task_id))
+    found.sort(key=lambda t: (t.fired.due_at, t.fired.timer_id))
+    return tuple(found)
+
+
+def pending_timers(state: WorkflowState | None) -> tuple[TimerFired, ...]:
+    """Every pending timer of a running workflow, earliest first."""
+    return tuple(t.fired for t in timers(state))
+
+
+def next_timer(state: WorkflowState | None) -> TimerFired | None:
+    """The earliest pending timer, or None; feed it to ``decide`` once ``due_at`` has passed."""
+    pending = timers(state)
+    return pending[0].fired if pending else None
