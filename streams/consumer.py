@@ -202,40 +202,36 @@ class EventConsumer:
         """
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         delivered: list[Delivered] = []
+        decode = self._codec.decode
+        allowed_by_topic = self._allowed
         for tp, records in batches.items():
+            allowed = allowed_by_topic.get(tp.topic)
             for record in records:
-                item = await self._decode(record)
-                if item is not None:
-                    delivered.append(item)
+                if record.value is None:  # a tombstone on a compacted topic: nothing to decode
+                    continue
+                # the happy path stays synchronous: one await per poison record, not per record
+                try:
+                    event = decode(record.value)
+                except DecodeError as error:
+                    await self._dead_letter(record, error)
+                    continue
+                if allowed is not None and event.envelope.type not in allowed:
+                    await self._dead_letter(record, _unexpected(event, record.topic, allowed))
+                    continue
+                delivered.append(
+                    Delivered(
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        record.key,
+                        record.timestamp,
+                        tuple(record.headers) if record.headers else (),
+                        event,
+                    )
+                )
             if records:
                 self._next_offsets[tp] = records[-1].offset + 1
         return delivered
-
-    async def _decode(self, record: ConsumerRecord) -> Delivered | None:
-        if record.value is None:  # a tombstone on a compacted topic: nothing to decode
-            return None
-        try:
-            event = self._codec.decode(record.value)
-        except DecodeError as error:
-            await self._dead_letter(record, error)
-            return None
-        allowed = self._allowed.get(record.topic)
-        if allowed is not None and event.envelope.type not in allowed:
-            detail = (
-                f"{event.envelope.type} does not belong on {record.topic} "
-                f"(allowed: {', '.join(sorted(allowed))})"
-            )
-            await self._dead_letter(record, DecodeError("unexpected_type", detail))
-            return None
-        return Delivered(
-            record.topic,
-            record.partition,
-            record.offset,
-            record.key,
-            record.timestamp,
-            tuple(record.headers or ()),
-            event,
-        )
 
     async def _dead_letter(self, record: ConsumerRecord, error: DecodeError) -> None:
         if self._dead_letters is None:
@@ -262,6 +258,13 @@ class EventConsumer:
             await self._consumer.commit(
                 {tp: OffsetAndMetadata(off, "") for tp, off in chosen.items()}
             )
+
+
+def _unexpected(event: Event, topic: str, allowed: frozenset[str]) -> DecodeError:
+    return DecodeError(
+        "unexpected_type",
+        f"{event.envelope.type} does not belong on {topic} (allowed: {', '.join(sorted(allowed))})",
+    )
 
 
 def _allowed_types(settings: Settings, topic: str) -> frozenset[str] | None:

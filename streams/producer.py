@@ -14,6 +14,7 @@ from aiokafka.structs import RecordMetadata
 from agentlog.errors import ConfigError, ConnectError
 from agentlog.schemas.events import Event
 from agentlog.settings import Settings
+from agentlog.streams.capabilities import supports_idempotence
 from agentlog.streams.codec import AvroCodec
 from agentlog.streams.tracing import HEADER as TRACEPARENT_HEADER
 
@@ -66,40 +67,28 @@ class EventProducer:
         """Connect; idempotent. Raises ConnectError naming AGENTLOG_KAFKA_BOOTSTRAP."""
         if self._producer is not None:
             return
-        if self._want_idempotence is not False:
-            self._producer = await self._try_start(idempotent=True)
-            self.idempotent = self._producer is not None
-            if self._producer is None and self._want_idempotence:
-                raise ConfigError(
-                    "idempotence",
-                    True,
-                    "the broker does not grant idempotent producer ids",
-                    "Use a broker with idempotent producers (Apache Kafka, Redpanda) "
-                    "or let agentlog detect it (idempotence=None).",
-                )
-            if self._producer is None:
-                logger.info(
-                    "broker %s has no idempotent producer; using acks=all retries",
-                    self._settings.kafka_bootstrap,
-                )
-        if self._producer is None:
-            self._producer = await self._try_start(idempotent=False, raise_errors=True)
-
-    async def _try_start(
-        self, *, idempotent: bool, raise_errors: bool = False
-    ) -> AIOKafkaProducer | None:
+        supported = await supports_idempotence(self._settings)
+        if self._want_idempotence and not supported:
+            raise ConfigError(
+                "idempotence",
+                True,
+                "the broker does not grant idempotent producer ids",
+                "Use a broker with idempotent producers (Apache Kafka, Redpanda) "
+                "or let agentlog detect it (idempotence=None).",
+            )
+        self.idempotent = supported if self._want_idempotence is None else self._want_idempotence
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.kafka_bootstrap,
             client_id=self._client_id,
             acks="all",
-            enable_idempotence=idempotent,
+            enable_idempotence=self.idempotent,
             linger_ms=self._settings.linger_ms,
             request_timeout_ms=30_000,
             **self._settings.kafka_client_options(),
         )
         try:
             await asyncio.wait_for(producer.start(), _START_TIMEOUT_S)
-        except (KafkaConnectionError, OSError, TimeoutError) as e:
+        except (KafkaConnectionError, KafkaError, OSError, TimeoutError) as e:
             await producer.stop()
             raise ConnectError(
                 "AGENTLOG_KAFKA_BOOTSTRAP",
@@ -107,12 +96,7 @@ class EventProducer:
                 f"{type(e).__name__}: {e}",
                 "Check that the broker runs and the address is host:port of a listener.",
             ) from e
-        except KafkaError:
-            await producer.stop()
-            if raise_errors:
-                raise
-            return None
-        return producer
+        self._producer = producer
 
     async def stop(self) -> None:
         """Flush pending sends and disconnect; idempotent."""
@@ -154,14 +138,15 @@ class EventProducer:
         Pipelining: enqueue many, then await the futures (in order per partition).
         The key defaults to the envelope key (workflow id or resource).
         """
-        record_key = (key if key is not None else event.envelope.key).encode()
-        all_headers = list(headers or ())
-        traceparent = event.envelope.traceparent
-        if traceparent and not any(k == TRACEPARENT_HEADER for k, _ in all_headers):
-            all_headers.append((TRACEPARENT_HEADER, traceparent.encode("ascii")))
-        return await self.send_raw(
-            topic, self._codec.encode(event), key=record_key, headers=all_headers
+        envelope = event.envelope
+        record_key = (key if key is not None else envelope.key).encode()
+        all_headers = list(headers) if headers else []
+        if envelope.traceparent and not any(k == TRACEPARENT_HEADER for k, _ in all_headers):
+            all_headers.append((TRACEPARENT_HEADER, envelope.traceparent.encode("ascii")))
+        future: asyncio.Future[RecordMetadata] = await self._require().send(
+            topic, self._codec.encode(event), key=record_key, headers=all_headers or None
         )
+        return future
 
     async def send_raw(
         self,

@@ -1,0 +1,61 @@
+"""What the connected broker can do, asked of the broker rather than assumed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.protocol.transaction import InitProducerIdRequest
+
+from agentlog.errors import ConnectError
+from agentlog.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_TIMEOUT_S = 10.0
+#: bootstrap -> answer; a process asks each cluster once.
+_IDEMPOTENCE: dict[str, bool] = {}
+
+
+async def supports_idempotence(settings: Settings) -> bool:
+    """True if the broker grants a producer id (``InitProducerId``), the basis of idempotence.
+
+    Apache Kafka and Redpanda answer with an id; Tansu answers with an error.
+    The answer is cached per bootstrap address for the life of the process.
+
+    Raises:
+        ConnectError: the broker cannot be reached (names AGENTLOG_KAFKA_BOOTSTRAP).
+    """
+    bootstrap = settings.kafka_bootstrap or ""
+    cached = _IDEMPOTENCE.get(bootstrap)
+    if cached is not None:
+        return cached
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap,
+        client_id=f"{settings.source}-probe",
+        request_timeout_ms=int(_TIMEOUT_S * 1000),
+        **settings.kafka_client_options(),
+    )
+    try:
+        await asyncio.wait_for(client.bootstrap(), _TIMEOUT_S)
+        node = client.get_random_node()
+        request = InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60_000)
+        response = await asyncio.wait_for(client.send(node, request), _TIMEOUT_S)
+        answer = bool(response.error_code == 0)
+    except (KafkaConnectionError, OSError, TimeoutError) as e:
+        raise ConnectError(
+            "AGENTLOG_KAFKA_BOOTSTRAP",
+            bootstrap,
+            f"{type(e).__name__}: {e}",
+            "Check that the broker runs and the address is host:port of a listener.",
+        ) from e
+    except KafkaError as e:  # e.g. the API is not supported at all
+        logger.debug("InitProducerId probe failed on %s: %r", bootstrap, e)
+        answer = False
+    finally:
+        await client.close()
+    _IDEMPOTENCE[bootstrap] = answer
+    logger.info("broker %s idempotent producer: %s", bootstrap, "yes" if answer else "no")
+    return answer

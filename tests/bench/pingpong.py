@@ -1,0 +1,314 @@
+"""Ping-pong benchmark: raw aiokafka vs agentlog's streams layer, same broker, same run.
+
+A client sends requests to a request topic; an echo process (a separate OS
+process, so both sides get a core) consumes each one and answers on a reply
+topic; the client consumes the replies. Two measures per variant:
+
+- latency: one request in flight at a time, p50/p99 of the round trip;
+- throughput: up to ``--window`` requests in flight, round trips per second.
+
+The raw variant sends opaque bytes of the same size as the agentlog event; the
+agentlog variant encodes a ``TaskRequested`` with the Avro codec, the echo
+decodes it and answers with an encoded ``TaskCompleted``, and the client
+decodes that. Variants alternate for ``--rounds`` rounds; medians are reported.
+
+Run: ``python -m tests.bench.pingpong`` (starts an embedded Tansu broker) or
+``AGENTLOG_KAFKA_BOOTSTRAP=host:port python -m tests.bench.pingpong``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from agentlog.schemas.events import TaskCompleted, TaskRequested, TaskUsage, new_envelope
+from agentlog.settings import Settings
+from agentlog.streams.codec import AvroCodec
+from agentlog.streams.consumer import EventConsumer
+from agentlog.streams.producer import EventProducer
+from agentlog.streams.topics import TopicSpec, ensure_topics
+
+FETCH_WAIT_MS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    variant: str
+    p50_ms: float
+    p99_ms: float
+    round_trips_per_s: float
+
+
+def task_request(i: int, workflow_id: str) -> TaskRequested:
+    return TaskRequested(
+        envelope=new_envelope("TaskRequested", workflow_id, source="bench"),
+        task_id=str(i),
+        workflow_id=workflow_id,
+        step="noop",
+        attempt=1,
+        agent_kind="noop",
+        input={"prompt": "ping", "n": i},
+        deadline=datetime.now(UTC),
+        idempotency_key=f"{workflow_id}:noop:{i}",
+        priority=3,
+        fencing_tokens={},
+    )
+
+
+def task_completed(req: TaskRequested) -> TaskCompleted:
+    return TaskCompleted(
+        envelope=new_envelope(
+            "TaskCompleted", req.workflow_id, source="bench", causation_id=req.envelope.event_id
+        ),
+        task_id=req.task_id,
+        workflow_id=req.workflow_id,
+        step=req.step,
+        attempt=req.attempt,
+        output={"pong": True},
+        usage=TaskUsage(input_tokens=0, output_tokens=0, cost_usd=0.0, latency_ms=0.0),
+        agent_id="bench-echo",
+    )
+
+
+# --------------------------------------------------------------------- echo side
+
+
+async def _raw_echo(bootstrap: str, req_topic: str, rep_topic: str, ready: Any) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    consumer.assign([TopicPartition(req_topic, 0)])
+    ready.set()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100, max_records=1000)
+            for records in batch.values():
+                for r in records:
+                    await producer.send(rep_topic, r.value, key=r.key)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def _agentlog_echo(bootstrap: str, req_topic: str, rep_topic: str, ready: Any) -> None:
+    settings = _settings(bootstrap)
+    async with (
+        EventProducer(settings) as producer,
+        EventConsumer(settings, group_id=None, dead_letters=None, max_records=1000) as consumer,
+    ):
+        consumer.assign([TopicPartition(req_topic, 0)])
+        ready.set()
+        while True:
+            for item in await consumer.poll(timeout_ms=100):
+                assert isinstance(item.event, TaskRequested)
+                await producer.enqueue(rep_topic, task_completed(item.event))
+
+
+def _echo_main(variant: str, bootstrap: str, req: str, rep: str, ready: Any) -> None:
+    fn = _raw_echo if variant == "raw" else _agentlog_echo
+    asyncio.run(fn(bootstrap, req, rep, ready))
+
+
+# ------------------------------------------------------------------- client side
+
+
+def _settings(bootstrap: str) -> Settings:
+    return Settings(kafka_bootstrap=bootstrap, fetch_max_wait_ms=FETCH_WAIT_MS, source="bench")
+
+
+class Client:
+    """Sends requests and matches replies by id; one implementation per variant."""
+
+    send: Callable[[int], Awaitable[None]]
+    receive: Callable[[], Awaitable[list[int]]]
+
+
+async def _raw_client(bootstrap: str, req: str, rep: str, size: int) -> tuple[Client, Any]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await producer.start()
+    await consumer.start()
+    consumer.assign([TopicPartition(rep, 0)])
+    pad = b"x" * max(0, size - 8)
+    client = Client()
+
+    async def send(i: int) -> None:
+        await producer.send(req, i.to_bytes(8, "big") + pad, key=b"wf")
+
+    async def receive() -> list[int]:
+        batch = await consumer.getmany(timeout_ms=100, max_records=1000)
+        return [int.from_bytes(r.value[:8], "big") for rs in batch.values() for r in rs]
+
+    client.send, client.receive = send, receive
+
+    async def close() -> None:
+        await producer.stop()
+        await consumer.stop()
+
+    return client, close
+
+
+async def _agentlog_client(bootstrap: str, req: str, rep: str, size: int) -> tuple[Client, Any]:
+    settings = _settings(bootstrap)
+    producer = EventProducer(settings)
+    consumer = EventConsumer(settings, group_id=None, dead_letters=None, max_records=1000)
+    await producer.start()
+    await consumer.start()
+    consumer.assign([TopicPartition(rep, 0)])
+    workflow_id = "wf"
+    client = Client()
+
+    async def send(i: int) -> None:
+        await producer.enqueue(req, task_request(i, workflow_id))
+
+    async def receive() -> list[int]:
+        return [int(d.event.task_id) for d in await consumer.poll(timeout_ms=100)]  # type: ignore[union-attr]
+
+    client.send, client.receive = send, receive
+
+    async def close() -> None:
+        await producer.stop()
+        await consumer.stop()
+
+    return client, close
+
+
+async def _latency(client: Client, n: int) -> list[float]:
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        await client.send(i)
+        got: list[int] = []
+        while i not in got:
+            got = await client.receive()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+async def _throughput(client: Client, n: int, window: int, start: int) -> float:
+    sent = done = 0
+    t0 = time.perf_counter()
+    while done < n:
+        while sent < n and sent - done < window:
+            await client.send(start + sent)
+            sent += 1
+        done += len(await client.receive())
+    return n / (time.perf_counter() - t0)
+
+
+async def run_variant(variant: str, bootstrap: str, args: argparse.Namespace) -> Result:
+    run = uuid.uuid4().hex[:8]
+    req, rep = f"bench.{run}.req", f"bench.{run}.rep"
+    settings = Settings(kafka_bootstrap=bootstrap, partitions=1, topic_prefix="")
+    await ensure_topics(
+        settings, [TopicSpec(req, "k", frozenset()), TopicSpec(rep, "k", frozenset())]
+    )
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    echo = ctx.Process(target=_echo_main, args=(variant, bootstrap, req, rep, ready), daemon=True)
+    echo.start()
+    try:
+        if not ready.wait(30):
+            raise RuntimeError("echo process did not start")
+        size = len(AvroCodec.default().encode(task_request(0, "wf")))
+        make = _raw_client if variant == "raw" else _agentlog_client
+        client, close = await make(bootstrap, req, rep, size)
+        try:
+            await _latency(client, 50)  # warm-up
+            samples = await _latency(client, args.latency_n)
+            rate = await _throughput(client, args.throughput_n, args.window, 10_000_000)
+        finally:
+            await close()
+    finally:
+        echo.terminate()
+        echo.join(10)
+    samples.sort()
+    return Result(variant, statistics.median(samples), samples[int(len(samples) * 0.99) - 1], rate)
+
+
+async def amain(args: argparse.Namespace) -> list[Result]:
+    bootstrap = args.bootstrap or os.environ.get("AGENTLOG_KAFKA_BOOTSTRAP")
+    if bootstrap:
+        return await _rounds(bootstrap, args)
+    import tempfile
+    from pathlib import Path
+
+    from agentlog.streams.embedded.tansu import TansuLauncher
+
+    with tempfile.TemporaryDirectory(prefix="agentlog-bench-") as tmp:
+        async with TansuLauncher(Path(tmp)) as broker:
+            return await _rounds(broker.bootstrap, args)
+
+
+async def _rounds(bootstrap: str, args: argparse.Namespace) -> list[Result]:
+    results = []
+    for r in range(args.rounds):
+        for variant in ("raw", "agentlog"):
+            res = await run_variant(variant, bootstrap, args)
+            print(
+                f"round {r + 1}/{args.rounds} {variant:8s} p50={res.p50_ms:.2f} ms "
+                f"p99={res.p99_ms:.2f} ms  {res.round_trips_per_s:,.0f} rt/s",
+                flush=True,
+            )
+            results.append(res)
+    return results
+
+
+def summarize(results: list[Result]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for variant in ("raw", "agentlog"):
+        rs = [r for r in results if r.variant == variant]
+        out[variant] = {
+            "p50_ms": statistics.median(r.p50_ms for r in rs),
+            "p99_ms": statistics.median(r.p99_ms for r in rs),
+            "round_trips_per_s": statistics.median(r.round_trips_per_s for r in rs),
+        }
+    out["throughput_ratio"] = out["agentlog"]["round_trips_per_s"] / out["raw"]["round_trips_per_s"]
+    out["p50_overhead_ms"] = out["agentlog"]["p50_ms"] - out["raw"]["p50_ms"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bootstrap", help="broker host:port (default: start an embedded Tansu)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--latency-n", type=int, default=1000, help="sequential round trips")
+    parser.add_argument("--throughput-n", type=int, default=30_000, help="pipelined round trips")
+    parser.add_argument("--window", type=int, default=1000, help="requests in flight")
+    parser.add_argument("--json", help="also write the summary to this file")
+    args = parser.parse_args(argv)
+    summary = summarize(asyncio.run(amain(args)))
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"argv": sys.argv[1:], **summary}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
