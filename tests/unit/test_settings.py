@@ -1,0 +1,179 @@
+"""Settings: parsed once from AGENTLOG_* and flags; every bad value names itself and the fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from agentlog.errors import ConfigError
+from agentlog.settings import KNOWN_VARIABLES, KafkaSecurity, Settings, check_bootstrap
+
+
+def test_defaults_without_environment() -> None:
+    s = Settings.from_env({})
+    assert s == Settings()
+    assert s.kafka_bootstrap is None
+    assert s.postgres_dsn is None
+    assert s.redis_url is None
+    assert s.topic_prefix == "agentlog"
+    assert s.data_dir == Path(".agentlog")
+    assert s.kafka_security == KafkaSecurity()
+
+
+def test_reads_every_typed_variable() -> None:
+    s = Settings.from_env(
+        {
+            "AGENTLOG_KAFKA_BOOTSTRAP": "b1:9092,b2:9093",
+            "AGENTLOG_POSTGRES_DSN": "postgresql://u:p@db:5432/agentlog",
+            "AGENTLOG_REDIS_URL": "redis://cache:6379/1",
+            "AGENTLOG_TOPIC_PREFIX": "team-a.agentlog",
+            "AGENTLOG_PARTITIONS": "12",
+            "AGENTLOG_REPLICATION_FACTOR": "3",
+            "AGENTLOG_FETCH_MAX_WAIT_MS": "50",
+            "AGENTLOG_LINGER_MS": "2",
+            "AGENTLOG_SOURCE": "worker-1",
+            "AGENTLOG_DATA_DIR": "/var/lib/agentlog",
+            "AGENTLOG_LOG_LEVEL": "DEBUG",
+            "PATH": "/usr/bin",  # not ours: ignored
+            "AGENTLOG_SOMETHING_ELSE": "x",  # unknown: ignored
+        }
+    )
+    assert s.kafka_bootstrap == "b1:9092,b2:9093"
+    assert s.postgres_dsn == "postgresql://u:p@db:5432/agentlog"
+    assert s.redis_url == "redis://cache:6379/1"
+    assert s.topic_prefix == "team-a.agentlog"
+    assert (s.partitions, s.replication_factor) == (12, 3)
+    assert (s.fetch_max_wait_ms, s.linger_ms) == (50, 2)
+    assert s.source == "worker-1"
+    assert s.data_dir == Path("/var/lib/agentlog")
+    assert s.log_level == "DEBUG"
+
+
+def test_empty_addresses_mean_unset() -> None:
+    env = {"AGENTLOG_KAFKA_BOOTSTRAP": "", "AGENTLOG_POSTGRES_DSN": "", "AGENTLOG_REDIS_URL": ""}
+    s = Settings.from_env(env)
+    assert (s.kafka_bootstrap, s.postgres_dsn, s.redis_url) == (None, None, None)
+
+
+def test_overrides_win_over_environment_and_none_means_not_given() -> None:
+    env = {"AGENTLOG_KAFKA_BOOTSTRAP": "env:9092", "AGENTLOG_PARTITIONS": "3"}
+    s = Settings.from_env(env, kafka_bootstrap="flag:9092", partitions=None, data_dir=Path("d"))
+    assert s.kafka_bootstrap == "flag:9092"
+    assert s.partitions == 3
+    assert s.data_dir == Path("d")
+
+
+def test_security_variables_build_kafka_security() -> None:
+    s = Settings.from_env(
+        {
+            "AGENTLOG_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "AGENTLOG_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "AGENTLOG_KAFKA_SASL_USERNAME": "me",
+            "AGENTLOG_KAFKA_SASL_PASSWORD": "secret",
+        }
+    )
+    assert s.kafka_security.protocol == "SASL_SSL"
+    assert s.kafka_security.sasl_mechanism == "SCRAM-SHA-512"
+    assert "secret" not in repr(s)  # the password never shows in logs
+
+
+def test_plaintext_client_options() -> None:
+    assert Settings().kafka_client_options() == {"security_protocol": "PLAINTEXT"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AGENTLOG_KAFKA_BOOTSTRAP", "no-port"),
+        ("AGENTLOG_KAFKA_BOOTSTRAP", "host:99999"),
+        ("AGENTLOG_KAFKA_BOOTSTRAP", "good:9092,:9092"),
+        ("AGENTLOG_POSTGRES_DSN", "mysql://u@h/db"),
+        ("AGENTLOG_POSTGRES_DSN", "postgresql://h:notaport/db"),
+        ("AGENTLOG_REDIS_URL", "http://cache:6379"),
+        ("AGENTLOG_TOPIC_PREFIX", "has space"),
+        ("AGENTLOG_PARTITIONS", "six"),
+        ("AGENTLOG_PARTITIONS", "0"),
+        ("AGENTLOG_REPLICATION_FACTOR", "33"),
+        ("AGENTLOG_FETCH_MAX_WAIT_MS", "-1"),
+        ("AGENTLOG_LINGER_MS", "60001"),
+        ("AGENTLOG_LOG_LEVEL", "LOUD"),
+        ("AGENTLOG_KAFKA_SECURITY_PROTOCOL", "TLS"),
+    ],
+)
+def test_bad_value_names_the_variable_and_the_value(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: value})
+    error = caught.value
+    assert error.setting == variable
+    assert str(error.value) == value
+    assert variable in str(error)
+    assert value in str(error)
+    assert error.fix
+    assert error.fix in str(error)
+    assert not error.retriable
+
+
+def test_sasl_without_mechanism_names_the_mechanism_variable() -> None:
+    with pytest.raises(ConfigError, match="AGENTLOG_KAFKA_SASL_MECHANISM"):
+        Settings.from_env({"AGENTLOG_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
+
+
+def test_bad_override_is_rejected_like_a_bad_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({}, kafka_bootstrap="nonsense")
+    assert caught.value.setting == "AGENTLOG_KAFKA_BOOTSTRAP"
+
+
+def test_with_overrides_validates_and_keeps_the_rest() -> None:
+    s = Settings(topic_prefix="x")
+    changed = s.with_overrides(kafka_bootstrap="h:1", redis_url=None)
+    assert changed.kafka_bootstrap == "h:1"
+    assert changed.topic_prefix == "x"
+    with pytest.raises(ConfigError, match="AGENTLOG_PARTITIONS"):
+        s.with_overrides(partitions=0)
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().partitions = 2  # type: ignore[misc]
+
+
+def test_topic_names_use_the_prefix() -> None:
+    assert Settings().topic("requests") == "agentlog.requests"
+    assert Settings(topic_prefix="").topic("requests") == "requests"
+
+
+def test_check_bootstrap_parses_hosts() -> None:
+    assert check_bootstrap("a:1, b:2,[::1]:3") == [("a", 1), ("b", 2), ("::1", 3)]
+
+
+def test_known_variables_cover_every_setting() -> None:
+    fields = {f.name for f in dataclasses.fields(Settings)} - {"kafka_security"}
+    security = {f.name for f in dataclasses.fields(KafkaSecurity)} - {"protocol"}
+    expected = {f"AGENTLOG_{name.upper()}" for name in fields}
+    expected |= {f"AGENTLOG_KAFKA_{name.upper()}" for name in security}
+    expected.add("AGENTLOG_KAFKA_SECURITY_PROTOCOL")
+    assert expected == KNOWN_VARIABLES
+    assert all(v.startswith("AGENTLOG_") for v in KNOWN_VARIABLES)
+
+
+def test_every_known_variable_is_read() -> None:
+    samples = {
+        "AGENTLOG_KAFKA_BOOTSTRAP": "h:1",
+        "AGENTLOG_POSTGRES_DSN": "postgresql://h/db",
+        "AGENTLOG_REDIS_URL": "redis://h",
+        "AGENTLOG_PARTITIONS": "2",
+        "AGENTLOG_REPLICATION_FACTOR": "2",
+        "AGENTLOG_FETCH_MAX_WAIT_MS": "7",
+        "AGENTLOG_LINGER_MS": "7",
+        "AGENTLOG_LOG_LEVEL": "ERROR",
+        "AGENTLOG_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "AGENTLOG_KAFKA_SASL_MECHANISM": "PLAIN",
+    }
+    env = {name: samples.get(name, "value-of-" + name.lower()) for name in KNOWN_VARIABLES}
+    s = Settings.from_env(env)
+    assert s != Settings()
+    assert s.kafka_security.ssl_cafile == "value-of-agentlog_kafka_ssl_cafile"
+    assert s.source == "value-of-agentlog_source"
