@@ -116,8 +116,13 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+def settings_from_args(
+    args: argparse.Namespace, *, use_dev_stack: bool = True, **extra: Any
+) -> Settings:
     """``Settings.from_env`` with the connection flags (and ``extra``) as overrides.
+
+    Server addresses left unset come from a running ``agentlog dev``
+    (:func:`with_dev_stack`) unless ``use_dev_stack`` is False.
 
     Raises:
         ConfigError: naming the flag when the bad value came from a flag, else the variable.
@@ -127,12 +132,34 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         for field, flag in FLAG_FOR_FIELD.items()
     }
     try:
-        return Settings.from_env(**given, **extra)
+        settings = Settings.from_env(**given, **extra)
     except ConfigError as e:
         field = e.setting.removeprefix(ENV_PREFIX).lower()
         if given.get(field) is not None:
             raise ConfigError(FLAG_FOR_FIELD[field], e.value, e.problem, e.fix) from None
         raise
+    return settings if not use_dev_stack else with_dev_stack(settings)
+
+
+def with_dev_stack(settings: Settings) -> Settings:
+    """Fill unset server addresses from a running ``agentlog dev`` (DATA_DIR/dev.json).
+
+    Addresses from flags or ``AGENTLOG_*`` win; the file is used only while the
+    ``agentlog dev`` process that wrote it is alive.
+    """
+    path = settings.data_dir / "dev.json"
+    try:
+        info = json.loads(path.read_text())
+        pid = int(info["pid"])
+        os.kill(pid, 0)  # raises if that agentlog dev is gone
+    except (OSError, ValueError, KeyError, TypeError):
+        return settings
+    logger.debug("using the running agentlog dev (pid %s) from %s", pid, path)
+    return settings.with_overrides(
+        kafka_bootstrap=settings.kafka_bootstrap or info.get("kafka_bootstrap"),
+        postgres_dsn=settings.postgres_dsn or info.get("postgres_dsn"),
+        redis_url=settings.redis_url or info.get("redis_url"),
+    )
 
 
 def setting_names(args: argparse.Namespace) -> dict[str, str]:
@@ -277,7 +304,7 @@ async def run_dev(args: argparse.Namespace) -> int:
     """``agentlog dev``: start the stack, print where it is, run until a signal."""
     from agentlog.streams.embedded.stack import EmbeddedOptions, EmbeddedStack
 
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, use_dev_stack=False)
     configure_logging(settings.log_level)
     options = EmbeddedOptions(
         kafka_port=args.kafka_port,
@@ -404,7 +431,9 @@ COMMANDS: tuple[Register, ...] = (add_dev_command,)
 
 def registered_commands() -> tuple[Register, ...]:
     """Every subcommand: :data:`COMMANDS` plus those of command modules (imported here)."""
-    return COMMANDS
+    from agentlog.topics_cli import add_schemas_command, add_topics_command
+
+    return (*COMMANDS, add_topics_command, add_schemas_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
