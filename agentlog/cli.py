@@ -297,6 +297,11 @@ def add_dev_command(subparsers: Subparsers) -> None:
         metavar="SECONDS",
         help="how long each server may take to answer (default 30)",
     )
+    parser.add_argument(
+        "--no-agents",
+        action="store_true",
+        help="do not run the demo agents in this process (run your own with `agentlog agent run`)",
+    )
     parser.set_defaults(run=run_dev)
 
 
@@ -321,7 +326,7 @@ async def run_dev(args: argparse.Namespace) -> int:
         try:
             async with contextlib.AsyncExitStack() as running:
                 await running.enter_async_context(stack)
-                notes = await start_services(stack, running)
+                notes = await start_services(stack, running, demo_agents=not args.no_agents)
                 info_path = _write_dev_json(stack)
                 running.callback(info_path.unlink, missing_ok=True)
                 _print_ready(stack, info_path, notes)
@@ -336,20 +341,31 @@ async def run_dev(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def start_services(stack: EmbeddedStack, running: contextlib.AsyncExitStack) -> list[str]:
-    """HOOK: start the engine services inside the running stack (later issues fill this in).
+async def start_services(
+    stack: EmbeddedStack, running: contextlib.AsyncExitStack, *, demo_agents: bool = True
+) -> list[str]:
+    """Start the engine services inside the running stack.
 
-    Build the services' settings with ``stack.settings_for_services()`` (the
-    three addresses filled in) and enter each service into ``running`` with
-    ``await running.enter_async_context(service)``: services then stop before
-    the servers, in reverse order, and a service that fails in the background
-    surfaces out of ``agentlog dev`` the same way a crashed server does.
+    Each service is entered into ``running``: services stop before the servers,
+    in reverse order, and a service that fails in the background surfaces out
+    of ``agentlog dev`` the same way a crashed server does.
 
     Returns:
-        lines to print once everything is ready, e.g. ``"web  http://127.0.0.1:8000/"``.
+        lines to print once everything is ready.
     """
-    del stack, running  # nothing to start yet: orchestrator, projector, API and agents go here
-    return []
+    from agentlog.agents.demo import DEMO_AGENTS
+    from agentlog.agents.orchestrator import Orchestrator, build_registry
+    from agentlog.agents.runtime import AgentRunner
+
+    settings = stack.settings_for_services()
+    registry = build_registry()
+    await running.enter_async_context(Orchestrator(settings, registry))
+    notes = [f"orchestrator  running {len(registry.names())} demo definitions"]
+    if demo_agents:
+        await running.enter_async_context(AgentRunner(DEMO_AGENTS, settings))
+        notes.append(f"demo agents   {len(DEMO_AGENTS)} kinds in this process")
+    notes.append("try          agentlog definitions; agentlog submit pr-deploy")
+    return notes
 
 
 def _print_plan(stack: EmbeddedStack) -> None:
@@ -431,9 +447,19 @@ COMMANDS: tuple[Register, ...] = (add_dev_command,)
 
 def registered_commands() -> tuple[Register, ...]:
     """Every subcommand: :data:`COMMANDS` plus those of command modules (imported here)."""
+    from agentlog.agents.orchestrator.cli import add_orchestrator_command
+    from agentlog.agents.runtime.cli import add_agent_command
+    from agentlog.client_cli import CLIENT_COMMANDS
     from agentlog.topics_cli import add_schemas_command, add_topics_command
 
-    return (*COMMANDS, add_topics_command, add_schemas_command)
+    return (
+        *COMMANDS,
+        *CLIENT_COMMANDS,
+        add_orchestrator_command,
+        add_agent_command,
+        add_topics_command,
+        add_schemas_command,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,579 @@
+"""``AgentPool``: runs one :class:`Agent` in this process against ``tasks.<kind>``.
+
+One fetch loop polls the consumer group ``<prefix>.agents.<kind>`` into a
+bounded priority buffer (pausing the partitions while it is full); N workers
+take the highest-priority waiting task, run the handler, publish the
+``TaskCompleted``/``TaskFailed`` to ``responses`` (acks=all) and only then
+settle the task's offset. Offsets are committed per partition up to the lowest
+task still waiting or running (:mod:`.offsets`), so whatever a crash
+interrupts is delivered again, and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.structs import TopicPartition
+
+from agentlog.agents.runtime.buffer import PriorityBuffer
+from agentlog.agents.runtime.consumer import TaskConsumer, group_id_for
+from agentlog.agents.runtime.context import TaskContext
+from agentlog.agents.runtime.definition import Agent
+from agentlog.agents.runtime.errors import OUTPUT_TOO_LARGE, AgentPoolError, Failure
+from agentlog.agents.runtime.execute import Outcome, response_for, run_task
+from agentlog.agents.runtime.jobs import Admission, Job, JobIndex
+from agentlog.agents.runtime.offsets import OffsetTracker
+from agentlog.agents.runtime.presence import deregistered, heartbeat, new_agent_id, registered
+from agentlog.errors import ConfigError
+from agentlog.schemas.events import Event, TaskProgress, TaskRequested
+from agentlog.settings import Settings
+from agentlog.streams.consumer import Delivered
+from agentlog.streams.deadletter import DeadLetterWriter
+from agentlog.streams.producer import EventProducer
+from agentlog.streams.topics import AGENTS, RESPONSES, tasks_topic
+
+logger = logging.getLogger(__name__)
+
+_FETCH_STOP_TIMEOUT_S = 5.0
+_CANCEL_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """Counters of one pool since it started."""
+
+    buffered: int
+    in_flight: int
+    completed: int
+    failed: int
+    duplicates: int
+    handed_back: int
+
+
+class AgentPool:
+    """Runs one agent kind in this process: fetch, run with bounded concurrency, answer, commit.
+
+    Use as ``async with AgentPool(agent, settings) as pool: await pool.wait()``.
+    ``start()`` and ``stop()`` are idempotent. A failure in the background
+    (the broker unreachable for long, a response that cannot be published)
+    stops the pool; :meth:`wait` and leaving the ``async with`` raise it as
+    :class:`AgentPoolError`. Handler errors are not failures of the pool: they
+    become ``TaskFailed`` events.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        settings: Settings,
+        *,
+        producer: EventProducer | None = None,
+        concurrency: int | None = None,
+        max_buffered: int | None = None,
+        heartbeat_interval: float = 5.0,
+        shutdown_grace: float = 30.0,
+        agent_id: str | None = None,
+        poll_timeout_ms: int = 100,
+        commit_interval: float = 0.2,
+    ) -> None:
+        """Args:
+        agent: the agent kind and handler to run.
+        settings: broker, topic prefix.
+        producer: a started producer to share (not stopped by the pool); None makes one.
+        concurrency: tasks run at once; defaults to ``agent.concurrency``.
+        max_buffered: fetched tasks waiting to start before fetching pauses;
+            defaults to ``max(2 * concurrency, 8)``. Priorities order these.
+        heartbeat_interval: seconds between ``AgentHeartbeat`` events.
+        shutdown_grace: seconds running tasks get to finish on :meth:`stop`.
+        agent_id: defaults to ``<kind>-<host>-<pid>-<8 hex>``.
+        poll_timeout_ms: longest wait of one poll (bounds the reaction to stop()).
+        commit_interval: least seconds between offset commits.
+        """
+        self.agent = agent
+        self.kind = agent.kind
+        self.concurrency = concurrency or agent.concurrency
+        if self.concurrency < 1:
+            raise ConfigError(
+                "concurrency",
+                self.concurrency,
+                "must be at least 1",
+                "Pass --concurrency 1 or more.",
+            )
+        self.agent_id = agent_id or new_agent_id(agent.kind)
+        self.topic = settings.topic(tasks_topic(agent.kind).name)
+        self.group_id = group_id_for(settings, agent.kind)
+        self._settings = settings
+        self._shared_producer = producer
+        self._producer: EventProducer | None = None
+        self._consumer: TaskConsumer | None = None
+        self._responses = settings.topic(RESPONSES.name)
+        self._agents_topic = settings.topic(AGENTS.name)
+        self._heartbeat_interval = heartbeat_interval
+        self._grace = shutdown_grace
+        self._poll_timeout_ms = poll_timeout_ms
+        self._commit_interval = commit_interval
+        self._buffer: PriorityBuffer[Job[TopicPartition]] = PriorityBuffer(
+            max_buffered or max(2 * self.concurrency, 8)
+        )
+        self._jobs: JobIndex[TopicPartition] = JobIndex()
+        self._contexts: dict[str, TaskContext] = {}
+        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._done = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._fetcher: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._state = "new"
+        self._paused = False
+        self._failure: BaseException | None = None
+        self._counts = {"completed": 0, "failed": 0, "duplicates": 0, "handed_back": 0}
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, join the group, announce ``AgentRegistered``, start fetching; idempotent.
+
+        Raises:
+            ConnectError: the broker cannot be reached (names AGENTLOG_KAFKA_BOOTSTRAP).
+            RuntimeError: the pool was stopped (make a new one).
+        """
+        async with self._lock:
+            if self._state == "running":
+                return
+            if self._state != "new":
+                raise RuntimeError(
+                    f"agent pool {self.agent_id} was stopped; create a new AgentPool"
+                )
+            async with contextlib.AsyncExitStack() as undo:
+                producer = self._shared_producer
+                if producer is None:
+                    producer = EventProducer(self._settings, client_id=self.agent_id)
+                    await producer.start()
+                    undo.push_async_callback(producer.stop)
+                consumer = TaskConsumer(
+                    self._settings,
+                    [self.topic],
+                    group_id=self.group_id,
+                    dead_letters=DeadLetterWriter(self._settings, producer),
+                    rebalance=self,
+                    max_records=self._buffer.capacity,
+                    client_id=self.agent_id,
+                )
+                await consumer.start()
+                undo.push_async_callback(consumer.stop)
+                await producer.send(self._agents_topic, self._registered())
+                undo.pop_all()
+            self._producer, self._consumer = producer, consumer
+            self._spawn()
+            self._state = "running"
+        logger.info(
+            "agent %s started: kind %s, group %s, concurrency %s, buffer %s",
+            self.agent_id,
+            self.kind,
+            self.group_id,
+            self.concurrency,
+            self._buffer.capacity,
+        )
+
+    def _spawn(self) -> None:
+        self._fetcher = asyncio.create_task(self._fetch_loop(), name=f"{self.agent_id}-fetch")
+        self._heartbeat = asyncio.create_task(
+            self._heartbeat_loop(), name=f"{self.agent_id}-heartbeat"
+        )
+        self._workers = [
+            asyncio.create_task(self._worker(), name=f"{self.agent_id}-worker-{i}")
+            for i in range(self.concurrency)
+        ]
+        for task in [self._fetcher, self._heartbeat, *self._workers]:
+            task.add_done_callback(self._watch)
+
+    async def stop(self, reason: str = "stopped", *, grace: float | None = None) -> None:
+        """Stop fetching, let running tasks finish, hand back the rest, deregister; idempotent.
+
+        Waiting tasks are not started and running ones still running after
+        ``grace`` seconds are cancelled: none of them is committed, so the
+        group delivers them again (to another agent, or to this one restarted).
+
+        Args:
+            reason: recorded in ``AgentDeregistered.reason``.
+            grace: seconds for running tasks; defaults to ``shutdown_grace``.
+        """
+        async with self._lock:
+            if self._state in ("new", "stopped"):
+                self._state = "stopped"
+                self._done.set()
+                return
+            self._state = "stopping"
+            try:
+                await self._shutdown(reason, self._grace if grace is None else grace)
+            finally:
+                self._state = "stopped"
+                self._done.set()
+
+    async def _shutdown(self, reason: str, grace: float) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+        await _finish(self._fetcher, _FETCH_STOP_TIMEOUT_S)
+        running = len(self._jobs.running)
+        if running:
+            logger.info(
+                "agent %s stopping: %s running task(s) get %.1f s to finish",
+                self.agent_id,
+                running,
+                grace,
+            )
+        unfinished = await self._drain_workers(grace)
+        waiting = self._buffer.clear()
+        for job in waiting:
+            self._jobs.drop(job)
+        self._counts["handed_back"] += len(waiting) + len(unfinished)
+        await _finish(self._heartbeat, 0)
+        await self._commit()
+        failed = self._failure is not None
+        await self._announce_stop(f"failed: {self._failure}" if failed else reason)
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._shared_producer is None and self._producer is not None:
+            await self._producer.stop()
+        logger.info(
+            "agent %s stopped (%s): %s completed, %s failed, %s handed back (%s waiting, %s "
+            "interrupted)",
+            self.agent_id,
+            reason,
+            self._counts["completed"],
+            self._counts["failed"],
+            len(waiting) + len(unfinished),
+            len(waiting),
+            len(unfinished),
+        )
+
+    async def _drain_workers(self, grace: float) -> list[Job[TopicPartition]]:
+        """Wait up to ``grace`` for the workers' current tasks; cancel what still runs."""
+        if not self._workers:
+            return []
+        _, pending = await asyncio.wait(self._workers, timeout=max(grace, 0.0))
+        unfinished = self._jobs.running
+        for job in unfinished:
+            ctx = self._contexts.get(job.task.task_id)
+            if ctx is not None:
+                ctx.cancelled.set()
+            logger.warning(
+                "agent %s hands back task %s (workflow %s step %s): still running after the "
+                "%.1f s grace period",
+                self.agent_id,
+                job.task.task_id,
+                job.task.workflow_id,
+                job.task.step,
+                grace,
+            )
+            self._jobs.drop(job)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=_CANCEL_TIMEOUT_S)
+        return unfinished
+
+    async def _announce_stop(self, reason: str) -> None:
+        if self._producer is None:
+            return
+        try:
+            event = deregistered(self.agent_id, self.kind, reason=reason, source=self.agent_id)
+            await self._producer.send(self._agents_topic, event)
+        except (KafkaError, OSError, RuntimeError) as e:
+            logger.warning("agent %s could not publish AgentDeregistered: %s", self.agent_id, e)
+
+    async def wait(self) -> None:
+        """Until the pool stops; raise :class:`AgentPoolError` if it failed in the background."""
+        await self._done.wait()
+        self._raise_failure()
+
+    async def __aenter__(self) -> AgentPool:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop("stopped" if e is None else f"error: {type(e).__name__}")
+        if e is None:
+            self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise AgentPoolError(
+                f"agent pool {self.kind!r} ({self.agent_id}) failed: "
+                f"{type(self._failure).__name__}: {self._failure}. Its unfinished tasks were "
+                "not committed and will be delivered again; check the broker at "
+                f"AGENTLOG_KAFKA_BOOTSTRAP={self._settings.kafka_bootstrap!r} "
+                "and restart the agent."
+            ) from self._failure
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        """Done-callback of every background task: a crash stops the pool (never silently)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        if self._failure is None:
+            self._failure = error
+            logger.error(
+                "agent %s failed in %s; stopping", self.agent_id, task.get_name(), exc_info=error
+            )
+        self._stopping.set()
+        self._wakeup.set()
+        self._done.set()
+
+    # -- state ------------------------------------------------------------------------
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The background failure that stopped the pool, if any."""
+        return self._failure
+
+    @property
+    def running(self) -> bool:
+        """True between a successful start and the beginning of stop."""
+        return self._state == "running" and not self._stopping.is_set()
+
+    @property
+    def stats(self) -> PoolStats:
+        """Current counters."""
+        return PoolStats(
+            buffered=len(self._buffer),
+            in_flight=len(self._jobs.running),
+            **self._counts,
+        )
+
+    # -- rebalances (RebalanceHandler) -------------------------------------------------
+
+    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        """Track the new partitions from their committed offsets."""
+        self._tracker.assign(partitions)
+        logger.info("agent %s assigned %s", self.agent_id, _names(partitions))
+
+    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
+        """Commit what is settled; drop the waiting tasks of ``partitions`` (for the new owner)."""
+        if not partitions:
+            return
+        offsets = self._tracker.to_commit(partitions)
+        dropped = {id(job) for job in self._jobs.release(partitions)}
+        if dropped:
+            self._buffer.remove_if(lambda job: id(job) in dropped)
+        self._tracker.revoke(partitions)
+        logger.info(
+            "agent %s revoked %s; %s waiting task(s) left to the new owner",
+            self.agent_id,
+            _names(partitions),
+            len(dropped),
+        )
+        await self._commit_offsets(offsets)
+
+    # -- fetching -----------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        consumer = self._require_consumer()
+        loop = asyncio.get_running_loop()
+        last_commit = loop.time()
+        while not self._stopping.is_set():
+            self._apply_backpressure(consumer)
+            before = consumer.positions()
+            batch = await consumer.poll(timeout_ms=self._poll_timeout_ms)
+            if self._stopping.is_set():
+                return  # fetched after stop(): not accepted, not committed, redelivered
+            for delivered in batch:
+                self._accept(delivered)
+            for tp, position in consumer.positions().items():
+                if before.get(tp) != position:
+                    self._tracker.advance(tp, position)
+            if loop.time() - last_commit >= self._commit_interval:
+                last_commit = loop.time()
+                await self._commit()
+
+    def _apply_backpressure(self, consumer: TaskConsumer) -> None:
+        if self._buffer.full:
+            consumer.pause_all()  # every time: a rebalance may have added unpaused partitions
+            if not self._paused:
+                logger.debug(
+                    "agent %s buffer full (%s): fetching paused", self.agent_id, len(self._buffer)
+                )
+            self._paused = True
+        elif self._paused:
+            consumer.resume_all()
+            self._paused = False
+
+    def _accept(self, delivered: Delivered) -> None:
+        task = delivered.event
+        tp = delivered.tp
+        if not isinstance(task, TaskRequested):  # the consumer dead-letters other types
+            return
+        self._tracker.fetched(tp, delivered.offset)
+        admission, job = self._jobs.admit(task, tp, delivered.offset)
+        if admission is Admission.NEW and job is not None:
+            self._buffer.push(job, task.priority)
+            self._wakeup.set()
+            return
+        self._counts["duplicates"] += 1
+        if admission is Admission.FINISHED:
+            self._tracker.done(tp, delivered.offset)
+        logger.info(
+            "agent %s got task %s (workflow %s step %s) again at %s[%s]@%s: %s, not run twice",
+            self.agent_id,
+            task.task_id,
+            task.workflow_id,
+            task.step,
+            tp.topic,
+            tp.partition,
+            delivered.offset,
+            "finished already" if admission is Admission.FINISHED else "already here",
+        )
+
+    async def _commit(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        await self._commit_offsets(self._tracker.to_commit(consumer.assignment()))
+
+    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets or self._consumer is None:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as e:
+            # a rebalance in progress, a moved coordinator: the offsets are committed next time
+            # (or the tasks are delivered again, which idempotency keys make harmless)
+            logger.warning("agent %s could not commit %s: %s", self.agent_id, offsets, e)
+            return
+        self._tracker.committed(offsets)
+
+    # -- running tasks --------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while (job := await self._take()) is not None:
+            await self._execute(job)
+
+    async def _take(self) -> Job[TopicPartition] | None:
+        while not self._stopping.is_set():
+            if self._buffer:
+                job = self._buffer.pop()
+                job.started = True
+                return job
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return None
+
+    async def _execute(self, job: Job[TopicPartition]) -> None:
+        task = job.task
+        ctx = TaskContext(task, agent_id=self.agent_id, progress_sink=self._publish_progress)
+        self._contexts[task.task_id] = ctx
+        try:
+            outcome = await self._answer(task, await run_task(self.agent.handler, ctx))
+        finally:
+            self._contexts.pop(task.task_id, None)
+        for tp, offset in self._jobs.finish(job):
+            self._tracker.done(tp, offset)
+        if outcome.failure is None:
+            self._counts["completed"] += 1
+            logger.debug(
+                "agent %s completed task %s (workflow %s step %s) in %.1f ms",
+                self.agent_id,
+                task.task_id,
+                task.workflow_id,
+                task.step,
+                outcome.usage.latency_ms,
+            )
+            return
+        self._counts["failed"] += 1
+        logger.info(
+            "agent %s failed task %s (workflow %s step %s attempt %s): %s%s: %s",
+            self.agent_id,
+            task.task_id,
+            task.workflow_id,
+            task.step,
+            task.attempt,
+            outcome.failure.kind,
+            "" if outcome.failure.retryable else " (terminal)",
+            outcome.failure.message,
+        )
+
+    async def _answer(self, task: TaskRequested, outcome: Outcome) -> Outcome:
+        """Publish the answer (acks=all); one too large for the broker fails the task instead.
+
+        Any other publishing error propagates and stops the pool: the task stays
+        uncommitted and is delivered again.
+        """
+        producer = self._require_producer()
+        try:
+            response = response_for(task, outcome, agent_id=self.agent_id)
+            await producer.send(self._responses, response, key=task.workflow_id)
+        except (MessageSizeTooLargeError, RecordTooLargeError) as e:
+            # otherwise it would fail the same way on every redelivery, forever
+            failure = Failure(
+                OUTPUT_TOO_LARGE,
+                f"the answer is larger than the broker accepts ({e}); store large outputs "
+                "elsewhere (a claim-check store) and return a reference",
+                False,
+            )
+            outcome = Outcome(None, failure, outcome.usage)
+            response = response_for(task, outcome, agent_id=self.agent_id)
+            await producer.send(self._responses, response, key=task.workflow_id)
+        return outcome
+
+    async def _publish_progress(self, report: TaskProgress) -> None:
+        await self._require_producer().send(self._responses, report, key=report.workflow_id)
+
+    async def _heartbeat_loop(self) -> None:
+        producer = self._require_producer()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._heartbeat_interval)
+                return
+            event = heartbeat(
+                self.agent_id,
+                self.kind,
+                in_flight=len(self._jobs.running),
+                capacity=self.concurrency,
+                source=self.agent_id,
+            )
+            await producer.send(self._agents_topic, event)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _registered(self) -> Event:
+        return registered(
+            self.agent_id,
+            self.kind,
+            concurrency=self.concurrency,
+            version=self.agent.version,
+            source=self.agent_id,
+        )
+
+    def _require_producer(self) -> EventProducer:
+        if self._producer is None:
+            raise RuntimeError(f"agent pool {self.agent_id} is not started; use `async with`")
+        return self._producer
+
+    def _require_consumer(self) -> TaskConsumer:
+        if self._consumer is None:
+            raise RuntimeError(f"agent pool {self.agent_id} is not started; use `async with`")
+        return self._consumer
+
+
+async def _finish(task: asyncio.Task[Any] | None, wait_s: float) -> None:
+    """Let ``task`` end by itself within ``wait_s`` seconds, else cancel it; never raises."""
+    if task is None or task.done():
+        return
+    if wait_s > 0:
+        await asyncio.wait([task], timeout=wait_s)
+    if not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=_CANCEL_TIMEOUT_S)
+
+
+def _names(partitions: set[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions)) or "nothing"
