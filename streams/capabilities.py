@@ -14,9 +14,11 @@ from agentlog.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_TIMEOUT_S = 10.0
+_TIMEOUT_S = 30.0
 #: bootstrap -> answer; a process asks each cluster once.
 _IDEMPOTENCE: dict[str, bool] = {}
+#: COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
+_COORDINATOR_NOT_READY = frozenset({14, 15, 16})
 
 
 async def supports_idempotence(settings: Settings) -> bool:
@@ -40,10 +42,7 @@ async def supports_idempotence(settings: Settings) -> bool:
     )
     try:
         await asyncio.wait_for(client.bootstrap(), _TIMEOUT_S)
-        node = client.get_random_node()
-        request = InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60_000)
-        response = await asyncio.wait_for(client.send(node, request), _TIMEOUT_S)
-        answer = bool(response.error_code == 0)
+        answer = await asyncio.wait_for(_ask_for_producer_id(client), _TIMEOUT_S)
     except (KafkaConnectionError, OSError, TimeoutError) as e:
         raise ConnectError(
             "AGENTLOG_KAFKA_BOOTSTRAP",
@@ -59,3 +58,15 @@ async def supports_idempotence(settings: Settings) -> bool:
     _IDEMPOTENCE[bootstrap] = answer
     logger.info("broker %s idempotent producer: %s", bootstrap, "yes" if answer else "no")
     return answer
+
+
+async def _ask_for_producer_id(client: AIOKafkaClient) -> bool:
+    # A fresh Apache Kafka answers "coordinator loading / not available" until its
+    # transaction-state topic exists: that is a "wait", not a "no".
+    while True:
+        node = client.get_random_node()
+        request = InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60_000)
+        response = await client.send(node, request)
+        if response.error_code not in _COORDINATOR_NOT_READY:
+            return bool(response.error_code == 0)
+        await asyncio.sleep(0.2)

@@ -13,6 +13,7 @@ Isolation: share servers, never names. Use ``topic_name`` / ``group_id`` (or
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import ServerPool
+from tests.support.servers import BROKERS, ServerPool
 
 TESTS_DIR = Path(__file__).resolve().parent
 #: Tests under tests/<folder>/ get the marker of that name.
@@ -54,10 +55,55 @@ def server_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool
         pool.close()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--broker``: which Kafka-compatible brokers the integration tests run against."""
+    parser.addoption(
+        "--broker",
+        default=os.environ.get("AGENTLOG_TEST_BROKER", "auto"),
+        help=(
+            "comma-separated brokers for tests that use kafka_bootstrap: auto (default: "
+            "AGENTLOG_KAFKA_BOOTSTRAP, else Docker, else embedded Tansu), tansu, kafka "
+            "(Apache Kafka KRaft from Maven Central jars), kafka-cluster (3 nodes), or all "
+            "(= tansu,kafka,kafka-cluster) [AGENTLOG_TEST_BROKER]"
+        ),
+    )
+
+
+def selected_brokers(config: pytest.Config) -> list[str]:
+    """The brokers named by ``--broker``, validated."""
+    raw = str(config.getoption("--broker"))
+    names = list(BROKERS) if raw == "all" else [b.strip() for b in raw.split(",") if b.strip()]
+    unknown = [b for b in names if b not in (*BROKERS, "auto")]
+    if unknown or not names:
+        raise pytest.UsageError(
+            f"--broker={raw!r}: unknown broker {', '.join(unknown) or '(none)'}; "
+            f"use auto, {', '.join(BROKERS)} or all, comma-separated"
+        )
+    return names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that needs a broker once per selected broker."""
+    if "kafka_bootstrap" in metafunc.fixturenames:
+        brokers = selected_brokers(metafunc.config)
+        metafunc.parametrize("broker", brokers, indirect=True, scope="session", ids=brokers)
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap(server_pool: ServerPool) -> str:
-    """``host:port`` of a Kafka-compatible broker shared by the session."""
-    return server_pool.kafka_bootstrap()
+def broker(request: pytest.FixtureRequest) -> str:
+    """The broker kind of this test's parametrization (see ``--broker``)."""
+    return str(getattr(request, "param", "auto"))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(server_pool: ServerPool, broker: str) -> str:
+    """``host:port`` of a Kafka-compatible broker shared by the session (one per kind)."""
+    from tests.support.kafka import KafkaUnavailable
+
+    try:
+        return server_pool.kafka_bootstrap("default" if broker == "auto" else broker)
+    except KafkaUnavailable as e:
+        pytest.skip(f"Apache Kafka cannot run here, {broker} tests skipped: {e}")
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,10 @@ def docker_available() -> bool:
         return False
 
 
+#: The brokers ``--broker`` can select.
+BROKERS = ("tansu", "kafka", "kafka-cluster")
+
+
 class ServerPool:
     """Lazily provides one Kafka, PostgreSQL and Redis address for the whole session.
 
@@ -116,13 +120,29 @@ class ServerPool:
         self._failures: dict[str, BaseException] = {}
         self._embedded: list[EmbeddedServer] = []
         self._containers: list[Any] = []
+        self._jvms: list[Any] = []  # Apache Kafka brokers/clusters (tests.support.kafka)
         self._docker: bool | None = None
         #: Where each server came from: ``environment``, ``docker`` or ``embedded``.
         self.sources: dict[str, str] = {}
 
-    def kafka_bootstrap(self) -> str:
-        """Bootstrap servers of a Kafka-compatible broker."""
-        return self._get("kafka", self._kafka)
+    def kafka_bootstrap(self, broker: str = "default") -> str:
+        """Bootstrap servers of a Kafka-compatible broker.
+
+        Args:
+            broker: ``default`` (environment, else Docker, else embedded Tansu),
+                ``tansu`` (embedded), ``kafka`` (Apache Kafka, one KRaft node from
+                Maven Central jars) or ``kafka-cluster`` (three KRaft nodes).
+
+        Raises:
+            KafkaUnavailable: Apache Kafka cannot be run here (no Java/Maven/jars).
+        """
+        if broker == "default":
+            return self._get("kafka", self._kafka)
+        if broker == "tansu":
+            return self._get("kafka:tansu", self._tansu)
+        if broker in ("kafka", "kafka-cluster"):
+            return self._get(f"kafka:{broker}", lambda: self._apache_kafka(broker))
+        raise ValueError(f"unknown broker {broker!r}; use one of {', '.join(BROKERS)}")
 
     def postgres_dsn(self) -> str:
         """DSN of a PostgreSQL database the tests may use."""
@@ -145,8 +165,14 @@ class ServerPool:
         for container in reversed(self._containers):
             with contextlib.suppress(Exception):
                 container.stop()
+        for jvm in reversed(self._jvms):
+            try:
+                jvm.stop()
+            except Exception:
+                logger.exception("stopping %r failed", jvm)
         self._embedded.clear()
         self._containers.clear()
+        self._jvms.clear()
 
     # -- internals -----------------------------------------------------------
 
@@ -195,9 +221,20 @@ class ServerPool:
             self._containers.append(kafka.start())
             self.sources["kafka"] = "docker"
             return str(kafka.get_bootstrap_server())
-        broker = TansuLauncher(self.data_dir, start_timeout=START_TIMEOUT)
+        return self._tansu()
+
+    def _tansu(self) -> str:
+        broker = TansuLauncher(self.data_dir / "tansu", start_timeout=START_TIMEOUT)
         self._start(broker)
         return broker.bootstrap
+
+    def _apache_kafka(self, broker: str) -> str:
+        from tests.support.kafka import start_cluster, start_single
+
+        server = start_cluster(3) if broker == "kafka-cluster" else start_single()
+        self._jvms.append(server)
+        self.sources[f"kafka:{broker}"] = "embedded"
+        return str(server.bootstrap)
 
     def _postgres(self) -> str:
         if (dsn := self.settings.postgres_dsn) is not None:
