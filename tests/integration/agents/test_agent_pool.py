@@ -112,6 +112,11 @@ async def test_failures_carry_their_kind_and_retryability_and_poison_is_dead_let
     await publish(settings, producer, *tasks.values())
     async with AgentPool(kind, settings) as pool:
         answers = await responses.for_tasks({t.task_id for t in tasks.values()})
+        # the pool counts an outcome once its response is acknowledged, which can be
+        # a moment after a reader already sees that response
+        async with asyncio.timeout(10):
+            while pool.stats.in_flight:
+                await asyncio.sleep(0.01)
         assert pool.stats.failed == 6
     got = {name: answers[t.task_id] for name, t in tasks.items()}
     failures = {
