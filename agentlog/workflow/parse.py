@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -32,19 +33,37 @@ _LOCK_KEYS = frozenset(LockDecl(resource="x").to_json())
 def spec_from_json(data: JsonValue | str | bytes) -> WorkflowSpec:
     """Read and validate a spec; see :meth:`WorkflowSpec.from_json`.
 
+    Specs are immutable, and every event of a workflow's life refers to the
+    same one, so parses are memoised by canonical JSON text (a bounded LRU):
+    reading and validating a spec costs milliseconds, its canonical text
+    tens of microseconds.
+
     Raises:
         SpecError: not a spec, or an invalid one.
     """
-    from agentlog.workflow.validate import validate
-
-    value: JsonValue
     if isinstance(data, str | bytes):
         try:
-            value = json.loads(data)
+            value: JsonValue = json.loads(data)
         except ValueError as e:
             raise SpecError(None, [SpecProblem(None, "json", f"not JSON text: {e}")]) from e
     else:
         value = data
+    try:
+        key = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return _parse(value)  # not JSON-compatible: let the reader name the problem
+    return _parse_canonical(key)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_canonical(text: str) -> WorkflowSpec:
+    value: JsonValue = json.loads(text)
+    return _parse(value)
+
+
+def _parse(value: JsonValue) -> WorkflowSpec:
+    from agentlog.workflow.validate import validate
+
     reader = _Reader()
     spec = reader.spec(value)
     if spec is None or reader.problems:
