@@ -271,6 +271,25 @@ class TaskRequested:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TaskCancelled:
+    """The task is no longer wanted (its workflow ended); on ``tasks.<agent_kind>``.
+
+    Published by the orchestrator after the task's ``TaskRequested``, on the same
+    partition; its event id is ``derive_event_id(<StepScheduled event id>, 1)``,
+    so a re-publish is the same event. Agents drop a waiting task and cancel a
+    running one.
+    """
+
+    envelope: Envelope
+    task_id: str
+    workflow_id: str
+    step: str
+    attempt: int
+    agent_kind: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskUsage:
     """What one task consumed (the ``agentlog.TaskUsage`` record)."""
 
@@ -502,6 +521,7 @@ Event: TypeAlias = (
     | WorkflowFailed
     | WorkflowCancelled
     | TaskRequested
+    | TaskCancelled
     | TaskCompleted
     | TaskFailed
     | TaskProgress
@@ -524,7 +544,7 @@ _TOPIC_FAMILIES = {
     "journal": "WorkflowStarted WorkflowRejected StepScheduled StepCompleted StepFailed "
     "StepRetryScheduled StepTimedOut LockAwaited SignalReceived WorkflowSucceeded "
     "WorkflowFailed WorkflowCancelled",
-    "tasks": "TaskRequested",
+    "tasks": "TaskRequested TaskCancelled",
     "responses": "TaskCompleted TaskFailed TaskProgress",
     "locks": "LockRequested LockGranted LockQueued LockDenied LockRenewed LockReleased LockExpired",
     "cache": "CacheStats",

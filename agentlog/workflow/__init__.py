@@ -26,7 +26,13 @@ from agentlog.workflow.state import (
     WorkflowState,
     WorkflowStatus,
 )
-from agentlog.workflow.tasks import open_tasks, task_for, tasks_to_publish
+from agentlog.workflow.tasks import (
+    cancellation_for,
+    cancellations_to_publish,
+    open_tasks,
+    task_for,
+    tasks_to_publish,
+)
 from agentlog.workflow.timers import TimerFired, next_timer, pending_timers
 from agentlog.workflow.validate import validate
 
@@ -52,6 +58,8 @@ __all__ = [
     "WorkflowSpec",
     "WorkflowState",
     "WorkflowStatus",
+    "cancellation_for",
+    "cancellations_to_publish",
     "decide",
     "evolve",
     "fold",

@@ -1,15 +1,18 @@
-"""What the runner publishes to agents: ``TaskRequested`` derived from ``StepScheduled``.
+"""What the runner publishes to agents: ``TaskRequested`` and ``TaskCancelled``.
 
 The journal records ``StepScheduled``; the runner appends it, then publishes
-the matching ``TaskRequested`` on ``tasks.<agent_kind>``. Both functions here
-are pure and deterministic (the task's event id derives from the
-``StepScheduled`` event id), so re-publishing after a crash sends the very
-same event and agents can drop the duplicate.
+the matching ``TaskRequested`` on ``tasks.<agent_kind>``; once the workflow
+ends with the attempt still open, a ``TaskCancelled`` follows on the same
+topic. The functions here are pure and deterministic (both event ids derive
+from the ``StepScheduled`` event id, with index 0 and 1), so re-publishing
+after a crash sends the very same events and agents can drop the duplicates.
 """
 
 from __future__ import annotations
 
-from agentlog.schemas.events import StepScheduled, TaskRequested, derived_envelope
+from datetime import datetime
+
+from agentlog.schemas.events import StepScheduled, TaskCancelled, TaskRequested, derived_envelope
 from agentlog.workflow.batch import SOURCE
 from agentlog.workflow.ids import idempotency_key
 from agentlog.workflow.state import TaskState, TaskStatus, WorkflowState
@@ -75,6 +78,40 @@ def tasks_to_publish(state: WorkflowState | None) -> tuple[TaskRequested, ...]:
         return ()
     found = (task_for(state, scheduled) for scheduled in open_tasks(state))
     return tuple(task for task in found if task is not None)
+
+
+def cancellation_for(scheduled: StepScheduled, reason: str) -> TaskCancelled:
+    """The ``TaskCancelled`` telling agents to stop the task of ``scheduled``.
+
+    Its event id is ``derive_event_id(<StepScheduled id>, 1)`` (the task's is
+    index 0), so a re-publish after a crash is the same event.
+    """
+    return TaskCancelled(
+        envelope=derived_envelope(
+            scheduled.envelope, 1, "TaskCancelled", scheduled.workflow_id, source=SOURCE
+        ),
+        task_id=scheduled.task_id,
+        workflow_id=scheduled.workflow_id,
+        step=scheduled.step,
+        attempt=scheduled.attempt,
+        agent_kind=scheduled.agent_kind,
+        reason=reason,
+    )
+
+
+def cancellations_to_publish(
+    state: WorkflowState | None, *, ended_since: datetime
+) -> tuple[TaskCancelled, ...]:
+    """A ``TaskCancelled`` per open task of a workflow that ended at or after ``ended_since``.
+
+    For recovery: the runner may have crashed between journaling the end and
+    publishing the cancellations. Workflows that ended earlier are left out, so
+    recovery does not re-send every cancellation in the journal's history.
+    """
+    if state is None or state.running or state.ended_at is None or state.ended_at < ended_since:
+        return ()
+    reason = f"workflow {state.workflow_id} is {state.status.value}"
+    return tuple(cancellation_for(scheduled, reason) for scheduled in open_tasks(state))
 
 
 def _current(state: WorkflowState | None, scheduled: StepScheduled) -> TaskState | None:

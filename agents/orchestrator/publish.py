@@ -12,8 +12,9 @@ offsets only after :meth:`publish` returned (every task acknowledged).
   (``error_kind`` ``invalid_agent_kind``, not retryable) that names the fix.
 - While a kind's breaker is open its tasks are held here (see
   :mod:`.breaker`), and published when a probe is due or the breaker closes.
-- Tasks of workflows that ended are "cancelled": there is no ``TaskCancelled``
-  event yet, so this drops them from the held queue and logs them.
+- Tasks of workflows that ended are cancelled: held ones are dropped, and a
+  ``TaskCancelled`` for each goes to ``tasks.<kind>`` (behind its
+  ``TaskRequested``: same topic, same key), whatever the kind's breaker says.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from datetime import datetime
 from aiokafka.structs import RecordMetadata
 
 from agentlog.errors import ConfigError
-from agentlog.schemas.events import StepScheduled, TaskFailed, TaskRequested, derived_envelope
+from agentlog.schemas.events import TaskCancelled, TaskFailed, TaskRequested, derived_envelope
 from agentlog.settings import Settings
 from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import RESPONSES, TopicSpec, ensure_topics, tasks_topic
@@ -127,26 +128,37 @@ class TaskPublisher:
         """How many tasks of ``kind`` are held."""
         return len(self._held.get(kind, ()))
 
-    def cancel(self, scheduled: Sequence[StepScheduled], reason: str) -> None:
-        """Tasks whose workflow ended: drop held ones, log every one.
+    async def cancel(self, cancellations: Sequence[TaskCancelled]) -> None:
+        """Tasks whose workflow ended: drop held ones, publish a ``TaskCancelled`` for each.
 
-        Agents are not told yet: that needs a ``TaskCancelled`` event on
-        ``tasks.<kind>`` (proposed in ``docs/orchestrator.md``). Their answers
-        are ignored by the core, so this only wastes agent time.
+        Published whether or not the task itself went out (a held task may have
+        been published by an earlier owner; agents remember cancelled ids), and
+        acknowledged before this returns. Kinds that name no topic are skipped.
         """
-        ids = {s.task_id for s in scheduled}
+        if not cancellations:
+            return
+        ids = {c.task_id for c in cancellations}
         for kind, queue in self._held.items():
             self._held[kind] = deque(item for item in queue if item[1].task_id not in ids)
-        for step in scheduled:
-            self.stats.cancelled += 1
+        self._held = {kind: queue for kind, queue in self._held.items() if queue}
+        await self._ensure_topics({c.agent_kind for c in cancellations})
+        futures: list[asyncio.Future[RecordMetadata]] = []
+        for cancelled in cancellations:
+            topic = self._topics.get(cancelled.agent_kind)
+            if topic is not None:
+                futures.append(await self._producer.enqueue(topic, cancelled))
+                self.stats.cancelled += 1
             logger.info(
-                "task %s (workflow %s, step %s, agent kind %s) is no longer needed: %s",
-                step.task_id,
-                step.workflow_id,
-                step.step,
-                step.agent_kind,
-                reason,
+                "cancelling task %s (workflow %s, step %s, agent kind %s)%s: %s",
+                cancelled.task_id,
+                cancelled.workflow_id,
+                cancelled.step,
+                cancelled.agent_kind,
+                "" if topic is not None else " locally only (the kind names no topic)",
+                cancelled.reason,
             )
+        if futures:
+            await asyncio.gather(*futures)
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget held tasks of partitions this member no longer owns."""

@@ -25,13 +25,20 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from agentlog.errors import AgentlogError
-from agentlog.schemas.events import TaskRequested
+from agentlog.schemas.events import TaskCancelled, TaskRequested
 from agentlog.settings import Settings
 from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.streams.deadletter import DeadLetterWriter
 from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import JOURNAL, REQUESTS, RESPONSES, ensure_topics
-from agentlog.workflow import TaskStatus, WorkflowRegistry, WorkflowState, tasks_to_publish
+from agentlog.workflow import (
+    TaskStatus,
+    WorkflowRegistry,
+    WorkflowState,
+    cancellation_for,
+    cancellations_to_publish,
+    tasks_to_publish,
+)
 
 from .breaker import CircuitBreakers
 from .inputs import BatchDecider, Outcome
@@ -69,6 +76,9 @@ class OrchestratorConfig:
             circuit breaker; 0 disables breakers.
         breaker_cooldown_ms: how long an open breaker holds tasks before a probe.
         journal_batch_bytes: bytes of whole decisions packed into one record batch.
+        recovery_cancel_window_ms: on recovery, workflows that ended this recently
+            (by the runner's clock) have their open tasks' ``TaskCancelled``
+            published again, in case a crash came between the journal and them.
     """
 
     group_id: str | None = None
@@ -77,6 +87,7 @@ class OrchestratorConfig:
     breaker_threshold: int = 5
     breaker_cooldown_ms: int = 30_000
     journal_batch_bytes: int = 256 * 1024
+    recovery_cancel_window_ms: int = 3_600_000
 
 
 @dataclass(slots=True)
@@ -91,6 +102,7 @@ class RunnerStats:
     recoveries: int = 0
     recovered_workflows: int = 0
     republished: int = 0
+    republished_cancellations: int = 0
     commit_failures: int = 0
 
 
@@ -318,10 +330,9 @@ class Orchestrator:
             *(journal.append(p, groups) for p, groups in outcome.journal.items()),
             self._forward(outcome.forward),
         )
-        # 2. then the tasks it scheduled, acknowledged
+        # 2. then the tasks it scheduled, and cancellations of ended workflows, acknowledged
         await publisher.publish(decider.tasks(self._parts, outcome), now)
-        for scheduled, reason in outcome.ended:
-            publisher.cancel([scheduled], reason)
+        await publisher.cancel([cancellation_for(s, reason) for s, reason in outcome.ended])
         # 3. then the input offsets
         await self._commit(moved)
         self._count(outcome)
@@ -454,29 +465,36 @@ class Orchestrator:
         async for p, event in read_journal(self.settings, self._journal_topic, sorted(parts)):
             parts[p].fold(event)
         tasks: list[tuple[int, TaskRequested]] = []
+        cancellations: list[TaskCancelled] = []
+        now = self._clock()
+        since = now - timedelta(milliseconds=self.config.recovery_cancel_window_ms)
         for p, part in parts.items():
             part.arm_timers()
             self._parts[p] = part
-            tasks.extend(
-                (p, task) for state in part.states.values() for task in tasks_to_publish(state)
-            )
+            for state in part.states.values():
+                tasks.extend((p, task) for task in tasks_to_publish(state))
+                cancellations.extend(cancellations_to_publish(state, ended_since=since))
         self._pending -= partitions
         # a crash between journal and tasks loses nothing: agents drop what they already got
-        await self._require(self._publisher).publish(tasks, self._clock())
+        publisher = self._require(self._publisher)
+        await publisher.publish(tasks, now)
+        await publisher.cancel(cancellations)
         stats = self.stats
         stats.recoveries += 1
         stats.recovered_workflows += sum(len(part.states) for part in parts.values())
         stats.republished += len(tasks)
+        stats.republished_cancellations += len(cancellations)
         self._ready.set()
         logger.info(
             "recovered partitions %s in %.2f s: %s journal events, %s workflows (%s running), "
-            "%s open tasks re-published",
+            "%s open tasks and %s recent cancellations re-published",
             sorted(parts),
             time.monotonic() - started,
             sum(part.journal_events for part in parts.values()),
             sum(len(part.states) for part in parts.values()),
             sum(part.running for part in parts.values()),
             len(tasks),
+            len(cancellations),
         )
 
     def _is_current(self, partition: int, task: TaskRequested) -> bool:

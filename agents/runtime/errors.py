@@ -20,6 +20,8 @@ DEADLINE_EXCEEDED = "deadline_exceeded"
 INVALID_OUTPUT = "invalid_output"
 #: The ``error_kind`` of an answer larger than the broker accepts.
 OUTPUT_TOO_LARGE = "output_too_large"
+#: The ``error_kind`` of a task the orchestrator cancelled (a ``TaskCancelled``; terminal).
+CANCELLED = "cancelled"
 #: Longest ``message`` put into a ``TaskFailed``; the rest is cut (events stay small).
 MAX_MESSAGE_CHARS = 4000
 
@@ -96,6 +98,12 @@ def deadline_failure(deadline_iso: str, late_by_s: float | None = None) -> Failu
     else:
         message = f"the task arrived {late_by_s:.3f} s after its deadline {deadline_iso}"
     return Failure(DEADLINE_EXCEEDED, message, True)
+
+
+def cancelled_failure(reason: str) -> Failure:
+    """The failure an agent reports for a task it dropped or stopped on a ``TaskCancelled``."""
+    because = f": {reason}" if reason else ""
+    return Failure(CANCELLED, _clip(f"the orchestrator cancelled the task{because}"), False)
 
 
 def _clip(message: str) -> str:

@@ -5,7 +5,8 @@ after a crash, and a rebalance redelivers everything uncommitted. While a task
 waits or runs here, a second delivery is attached to it rather than run again;
 when it finishes, every attached delivery is settled at once. A delivery of a
 task that finished a moment ago is settled without running it (its response
-was acknowledged before it counted as finished).
+was acknowledged before it counted as finished), and so is one of a task a
+``TaskCancelled`` named (remembered, bounded, even when it arrives first).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Job(Generic[P]):
     task: TaskRequested
     deliveries: list[tuple[P, int]] = field(default_factory=list)
     started: bool = False
+    cancelled: str | None = None  # the reason of the TaskCancelled that named it
 
 
 class Admission(enum.Enum):
@@ -39,6 +41,7 @@ class Admission(enum.Enum):
     NEW = "new"  # a job to buffer and run
     ATTACHED = "attached"  # the task waits or runs here already
     FINISHED = "finished"  # the task finished here recently: settle the delivery
+    CANCELLED = "cancelled"  # a TaskCancelled named the task: settle the delivery, never run
 
 
 class JobIndex(Generic[P]):
@@ -46,10 +49,12 @@ class JobIndex(Generic[P]):
 
     def __init__(self, remember: int = DEFAULT_REMEMBER) -> None:
         """Args:
-        remember: how many finished task ids to keep for dropping duplicates.
+        remember: how many finished (and, apart, cancelled) task ids to keep
+            for dropping duplicates.
         """
         self._active: dict[str, Job[P]] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
+        self._cancelled: OrderedDict[str, None] = OrderedDict()
         self._remember = remember
 
     def __len__(self) -> int:
@@ -70,6 +75,8 @@ class JobIndex(Generic[P]):
             if (tp, offset) not in job.deliveries:
                 job.deliveries.append((tp, offset))
             return Admission.ATTACHED, job
+        if task.task_id in self._cancelled:
+            return Admission.CANCELLED, None
         if task.task_id in self._recent:
             return Admission.FINISHED, None
         job = Job(task, [(tp, offset)])
@@ -79,10 +86,27 @@ class JobIndex(Generic[P]):
     def finish(self, job: Job[P]) -> list[tuple[P, int]]:
         """``job`` finished (its response is acknowledged): its deliveries to settle."""
         self._active.pop(job.task.task_id, None)
-        self._recent[job.task.task_id] = None
-        while len(self._recent) > self._remember:
-            self._recent.popitem(last=False)
+        _remember(self._recent, job.task.task_id, self._remember)
         return list(job.deliveries)
+
+    def cancel(self, task_id: str, reason: str) -> Job[P] | None:
+        """A ``TaskCancelled`` named ``task_id``: remember it; the job to stop, if any.
+
+        Returns:
+            the waiting or running job of ``task_id``, marked ``cancelled``, the
+            first time it is cancelled; None when the task is not here (not
+            arrived yet, finished already) or was cancelled before.
+        """
+        _remember(self._cancelled, task_id, self._remember)
+        job = self._active.get(task_id)
+        if job is None or job.cancelled is not None:
+            return None
+        job.cancelled = reason
+        return job
+
+    def is_cancelled(self, task_id: str) -> bool:
+        """True when a ``TaskCancelled`` named ``task_id`` (within the remembered ones)."""
+        return task_id in self._cancelled
 
     def drop(self, job: Job[P]) -> None:
         """Forget ``job`` without finishing it (handed back: it will be delivered again)."""
@@ -103,3 +127,10 @@ class JobIndex(Generic[P]):
                 self.drop(job)
                 dropped.append(job)
         return dropped
+
+
+def _remember(ids: OrderedDict[str, None], task_id: str, limit: int) -> None:
+    ids[task_id] = None
+    ids.move_to_end(task_id)
+    while len(ids) > limit:
+        ids.popitem(last=False)

@@ -7,6 +7,10 @@ take the highest-priority waiting task, run the handler, publish the
 settle the task's offset. Offsets are committed per partition up to the lowest
 task still waiting or running (:mod:`.offsets`), so whatever a crash
 interrupts is delivered again, and nothing else.
+
+A ``TaskCancelled`` on the same topic (behind its ``TaskRequested``) drops the
+task if it waits, or stops it if it runs (:mod:`.cancel`); either way the task
+is answered once with ``TaskFailed`` of kind ``cancelled``.
 """
 
 from __future__ import annotations
@@ -18,20 +22,22 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from agentlog.agents.runtime.buffer import PriorityBuffer
+from agentlog.agents.runtime.cancel import DEFAULT_CANCEL_GRACE, RunningHandlers
 from agentlog.agents.runtime.consumer import TaskConsumer, group_id_for
 from agentlog.agents.runtime.context import TaskContext
 from agentlog.agents.runtime.definition import Agent
-from agentlog.agents.runtime.errors import OUTPUT_TOO_LARGE, AgentPoolError, Failure
-from agentlog.agents.runtime.execute import Outcome, response_for, run_task
+from agentlog.agents.runtime.errors import AgentPoolError, Failure, cancelled_failure
+from agentlog.agents.runtime.execute import Outcome
 from agentlog.agents.runtime.jobs import Admission, Job, JobIndex
 from agentlog.agents.runtime.offsets import OffsetTracker
 from agentlog.agents.runtime.presence import deregistered, heartbeat, new_agent_id, registered
+from agentlog.agents.runtime.respond import publish_answer
 from agentlog.errors import ConfigError
-from agentlog.schemas.events import Event, TaskProgress, TaskRequested
+from agentlog.schemas.events import Event, TaskCancelled, TaskProgress, TaskRequested, TaskUsage
 from agentlog.settings import Settings
 from agentlog.streams.consumer import Delivered
 from agentlog.streams.deadletter import DeadLetterWriter
@@ -42,6 +48,11 @@ logger = logging.getLogger(__name__)
 
 _FETCH_STOP_TIMEOUT_S = 5.0
 _CANCEL_TIMEOUT_S = 5.0
+_ADMISSION_NOTE = {
+    Admission.ATTACHED: "already here",
+    Admission.FINISHED: "finished already",
+    Admission.CANCELLED: "cancelled already",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,7 @@ class PoolStats:
     failed: int
     duplicates: int
     handed_back: int
+    cancelled: int = 0
 
 
 class AgentPool:
@@ -80,6 +92,7 @@ class AgentPool:
         agent_id: str | None = None,
         poll_timeout_ms: int = 100,
         commit_interval: float = 0.2,
+        cancel_grace: float = DEFAULT_CANCEL_GRACE,
     ) -> None:
         """Args:
         agent: the agent kind and handler to run.
@@ -93,6 +106,8 @@ class AgentPool:
         agent_id: defaults to ``<kind>-<host>-<pid>-<8 hex>``.
         poll_timeout_ms: longest wait of one poll (bounds the reaction to stop()).
         commit_interval: least seconds between offset commits.
+        cancel_grace: seconds a handler whose task was cancelled (``TaskCancelled``)
+            gets after ``ctx.cancelled`` is set, before it is cancelled.
         """
         self.agent = agent
         self.kind = agent.kind
@@ -121,7 +136,8 @@ class AgentPool:
             max_buffered or max(2 * self.concurrency, 8)
         )
         self._jobs: JobIndex[TopicPartition] = JobIndex()
-        self._contexts: dict[str, TaskContext] = {}
+        self._handlers = RunningHandlers(cancel_grace)
+        self._dropped: list[Job[TopicPartition]] = []  # cancelled while waiting: to answer
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -133,7 +149,9 @@ class AgentPool:
         self._state = "new"
         self._paused = False
         self._failure: BaseException | None = None
-        self._counts = {"completed": 0, "failed": 0, "duplicates": 0, "handed_back": 0}
+        self._counts = dict.fromkeys(
+            ("completed", "failed", "duplicates", "handed_back", "cancelled"), 0
+        )
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -260,10 +278,9 @@ class AgentPool:
             return []
         _, pending = await asyncio.wait(self._workers, timeout=max(grace, 0.0))
         unfinished = self._jobs.running
+        for ctx in self._handlers.contexts():
+            ctx.cancelled.set()
         for job in unfinished:
-            ctx = self._contexts.get(job.task.task_id)
-            if ctx is not None:
-                ctx.cancelled.set()
             logger.warning(
                 "agent %s hands back task %s (workflow %s step %s): still running after the "
                 "%.1f s grace period",
@@ -388,6 +405,7 @@ class AgentPool:
                 return  # fetched after stop(): not accepted, not committed, redelivered
             for delivered in batch:
                 self._accept(delivered)
+            await self._answer_dropped()
             for tp, position in consumer.positions().items():
                 if before.get(tp) != position:
                     self._tracker.advance(tp, position)
@@ -410,6 +428,10 @@ class AgentPool:
     def _accept(self, delivered: Delivered) -> None:
         task = delivered.event
         tp = delivered.tp
+        if isinstance(task, TaskCancelled):
+            # never pending in the tracker: settled as soon as fetching passes it
+            self._cancel(task)
+            return
         if not isinstance(task, TaskRequested):  # the consumer dead-letters other types
             return
         self._tracker.fetched(tp, delivered.offset)
@@ -418,11 +440,12 @@ class AgentPool:
             self._buffer.push(job, task.priority)
             self._wakeup.set()
             return
-        self._counts["duplicates"] += 1
-        if admission is Admission.FINISHED:
+        if admission is not Admission.ATTACHED:  # finished or cancelled: settle, never run
             self._tracker.done(tp, delivered.offset)
+        if admission is not Admission.CANCELLED:
+            self._counts["duplicates"] += 1
         logger.info(
-            "agent %s got task %s (workflow %s step %s) again at %s[%s]@%s: %s, not run twice",
+            "agent %s got task %s (workflow %s step %s) at %s[%s]@%s: %s, not run (again)",
             self.agent_id,
             task.task_id,
             task.workflow_id,
@@ -430,8 +453,36 @@ class AgentPool:
             tp.topic,
             tp.partition,
             delivered.offset,
-            "finished already" if admission is Admission.FINISHED else "already here",
+            _ADMISSION_NOTE[admission],
         )
+
+    def _cancel(self, cancelled: TaskCancelled) -> None:
+        """Drop the task if it waits (answered by :meth:`_answer_dropped`), stop it if it runs."""
+        job = self._jobs.cancel(cancelled.task_id, cancelled.reason)
+        where = "not here"
+        if job is not None and not job.started:
+            self._buffer.remove_if(lambda waiting: waiting is job)
+            self._dropped.append(job)
+            where = "waiting: dropped"
+        elif job is not None and self._handlers.cancel(cancelled.task_id, cancelled.reason):
+            where = f"running: ctx.cancelled set, cancelled in {self._handlers.grace:.1f} s"
+        logger.info(
+            "agent %s got TaskCancelled for task %s (workflow %s step %s), %s: %s",
+            self.agent_id,
+            cancelled.task_id,
+            cancelled.workflow_id,
+            cancelled.step,
+            where,
+            cancelled.reason,
+        )
+
+    async def _answer_dropped(self) -> None:
+        """Answer the waiting tasks a TaskCancelled dropped, then settle their deliveries."""
+        while self._dropped:
+            job = self._dropped.pop(0)
+            failure = cancelled_failure(job.cancelled or "")
+            await self._answer(job.task, Outcome(None, failure, TaskUsage()))
+            self._settle(job, failure)
 
     async def _commit(self) -> None:
         consumer = self._consumer
@@ -470,13 +521,8 @@ class AgentPool:
     async def _execute(self, job: Job[TopicPartition]) -> None:
         task = job.task
         ctx = TaskContext(task, agent_id=self.agent_id, progress_sink=self._publish_progress)
-        self._contexts[task.task_id] = ctx
-        try:
-            outcome = await self._answer(task, await run_task(self.agent.handler, ctx))
-        finally:
-            self._contexts.pop(task.task_id, None)
-        for tp, offset in self._jobs.finish(job):
-            self._tracker.done(tp, offset)
+        outcome = await self._answer(task, await self._handlers.run(self.agent.handler, ctx))
+        self._settle(job, outcome.failure)
         if outcome.failure is None:
             self._counts["completed"] += 1
             logger.debug(
@@ -488,7 +534,6 @@ class AgentPool:
                 outcome.usage.latency_ms,
             )
             return
-        self._counts["failed"] += 1
         logger.info(
             "agent %s failed task %s (workflow %s step %s attempt %s): %s%s: %s",
             self.agent_id,
@@ -501,28 +546,19 @@ class AgentPool:
             outcome.failure.message,
         )
 
-    async def _answer(self, task: TaskRequested, outcome: Outcome) -> Outcome:
-        """Publish the answer (acks=all); one too large for the broker fails the task instead.
+    def _settle(self, job: Job[TopicPartition], failure: Failure | None) -> None:
+        """``job`` is answered: settle its deliveries and count it."""
+        for tp, offset in self._jobs.finish(job):
+            self._tracker.done(tp, offset)
+        if failure is not None:
+            self._counts["failed"] += 1
+            if job.cancelled is not None:
+                self._counts["cancelled"] += 1
 
-        Any other publishing error propagates and stops the pool: the task stays
-        uncommitted and is delivered again.
-        """
+    async def _answer(self, task: TaskRequested, outcome: Outcome) -> Outcome:
+        """Publish the answer (acks=all); see :func:`publish_answer`."""
         producer = self._require_producer()
-        try:
-            response = response_for(task, outcome, agent_id=self.agent_id)
-            await producer.send(self._responses, response, key=task.workflow_id)
-        except (MessageSizeTooLargeError, RecordTooLargeError) as e:
-            # otherwise it would fail the same way on every redelivery, forever
-            failure = Failure(
-                OUTPUT_TOO_LARGE,
-                f"the answer is larger than the broker accepts ({e}); store large outputs "
-                "elsewhere (a claim-check store) and return a reference",
-                False,
-            )
-            outcome = Outcome(None, failure, outcome.usage)
-            response = response_for(task, outcome, agent_id=self.agent_id)
-            await producer.send(self._responses, response, key=task.workflow_id)
-        return outcome
+        return await publish_answer(producer, self._responses, task, outcome, self.agent_id)
 
     async def _publish_progress(self, report: TaskProgress) -> None:
         await self._require_producer().send(self._responses, report, key=report.workflow_id)

@@ -89,6 +89,8 @@ def _fields(name: str, ids: dict[str, Any], now: datetime) -> dict[str, Any]:
         "TaskRequested": lambda: {**task_attempt, "agent_kind": "llm", "input": RICH_JSON,
                                   "deadline": lease, "idempotency_key": f"{wf}/{step}/2",
                                   "priority": 5, "fencing_tokens": {ids["resource"]: 7}},
+        "TaskCancelled": lambda: {**task_attempt, "agent_kind": "llm",
+                                  "reason": f"workflow {wf} is cancelled"},
         "TaskCompleted": lambda: {**task_attempt, "output": "a plain string is JSON too",
                                   "usage": ev.TaskUsage(input_tokens=1200, output_tokens=310,
                                                         cost_usd=0.0123, latency_ms=812.5),

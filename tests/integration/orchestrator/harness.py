@@ -23,6 +23,7 @@ from aiokafka.structs import TopicPartition
 from agentlog.schemas.events import (
     JsonValue,
     StepScheduled,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskRequested,
@@ -96,6 +97,8 @@ class Responder:
         self.behaviour = behaviour
         self.delay = delay
         self.tasks: list[TaskRequested] = []
+        #: the TaskCancelled events seen on the tasks topics, in order
+        self.cancellations: list[TaskCancelled] = []
         #: task id -> when this responder first received it
         self.received: dict[str, datetime] = {}
         self.duplicates = 0
@@ -136,6 +139,9 @@ class Responder:
         while True:
             for delivered in await self._consumer.poll(timeout_ms=100):
                 task = delivered.event
+                if isinstance(task, TaskCancelled):
+                    self.cancellations.append(task)
+                    continue
                 assert isinstance(task, TaskRequested)
                 self.tasks.append(task)
                 self.received.setdefault(task.task_id, datetime.now(UTC))
