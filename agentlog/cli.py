@@ -354,13 +354,18 @@ async def start_services(
         lines to print once everything is ready.
     """
     from agentlog.agents.demo import DEMO_AGENTS
+    from agentlog.agents.locks import LockManager
     from agentlog.agents.orchestrator import Orchestrator, build_registry
     from agentlog.agents.runtime import AgentRunner
 
     settings = stack.settings_for_services()
     registry = build_registry()
     await running.enter_async_context(Orchestrator(settings, registry))
-    notes = [f"orchestrator  running {len(registry.names())} demo definitions"]
+    await running.enter_async_context(LockManager(settings))
+    notes = [
+        f"orchestrator  running {len(registry.names())} demo definitions",
+        "lock manager  agentlog locks show <resource>",
+    ]
     if demo_agents:
         await running.enter_async_context(AgentRunner(DEMO_AGENTS, settings))
         notes.append(f"demo agents   {len(DEMO_AGENTS)} kinds in this process")
@@ -447,6 +452,7 @@ COMMANDS: tuple[Register, ...] = (add_dev_command,)
 
 def registered_commands() -> tuple[Register, ...]:
     """Every subcommand: :data:`COMMANDS` plus those of command modules (imported here)."""
+    from agentlog.agents.locks.cli import add_locks_command
     from agentlog.agents.orchestrator.cli import add_orchestrator_command
     from agentlog.agents.runtime.cli import add_agent_command
     from agentlog.client_cli import CLIENT_COMMANDS
@@ -456,6 +462,7 @@ def registered_commands() -> tuple[Register, ...]:
         *COMMANDS,
         *CLIENT_COMMANDS,
         add_orchestrator_command,
+        add_locks_command,
         add_agent_command,
         add_topics_command,
         add_schemas_command,
