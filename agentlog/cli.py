@@ -456,6 +456,11 @@ def registered_commands() -> tuple[Register, ...]:
     from agentlog.agents.orchestrator.cli import add_orchestrator_command
     from agentlog.agents.runtime.cli import add_agent_command
     from agentlog.client_cli import CLIENT_COMMANDS
+    from agentlog.projections.cli import (
+        add_api_command,
+        add_projector_command,
+        add_rebuild_command,
+    )
     from agentlog.topics_cli import add_schemas_command, add_topics_command
 
     return (
@@ -464,6 +469,9 @@ def registered_commands() -> tuple[Register, ...]:
         add_orchestrator_command,
         add_locks_command,
         add_agent_command,
+        add_projector_command,
+        add_api_command,
+        add_rebuild_command,
         add_topics_command,
         add_schemas_command,
     )

@@ -1,0 +1,100 @@
+"""What the projector folds: an event with its coordinates in the log, and JSON text helpers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+from agentlog.schemas.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One event as read from a topic.
+
+    Attributes:
+        topic: the full topic name.
+        partition: the partition.
+        offset: the offset of the record.
+        timestamp_ms: the broker (log-append or create) timestamp, -1 if unknown.
+        event: the decoded event.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    event: Event
+
+    @property
+    def event_id(self) -> str:
+        """The event's id (the archive keeps one event per id)."""
+        return self.event.envelope.event_id
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, MappingProxyType | Mapping):
+        return dict(value)
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _clean(text: str) -> str:
+    # PostgreSQL's jsonb cannot hold U+0000; the Avro copy in the archive keeps the exact value.
+    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
+
+
+def json_text(value: Any) -> str | None:
+    """``value`` as JSON text for a jsonb column; None (SQL NULL) for None."""
+    if value is None:
+        return None
+    return to_json(value)
+
+
+def to_json(value: Any) -> str:
+    """``value`` (a JSON value, an event or a row) as JSON text, never None."""
+    try:
+        text = orjson.dumps(value, default=_default).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        # integers beyond 64 bits and other values orjson refuses; the stdlib takes them
+        text = json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
+    return _clean(text)
+
+
+def event_json(event: Event) -> str:
+    """The whole event (envelope included) as JSON: timestamps RFC 3339, bytes as hex.
+
+    For a ``json`` column: U+0000 stays escaped as it is (only ``jsonb`` refuses it).
+    """
+    try:
+        return orjson.dumps(event, default=_default).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        from agentlog.projections.payload import event_to_dict
+
+        return json.dumps(event_to_dict(event), separators=(",", ":"), ensure_ascii=False)
+
+
+def timestamp(ms: int) -> datetime | None:
+    """A broker timestamp in milliseconds as an aware datetime (None when unknown)."""
+    if ms is None or ms < 0:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def minute_of(moment: datetime) -> datetime:
+    """The start of the minute ``moment`` falls in (the rollup bucket)."""
+    return moment.replace(second=0, microsecond=0)
+
+
+def micros(seconds: float) -> int:
+    """Seconds as whole microseconds (rollups add integers so the order never matters)."""
+    return round(seconds * 1_000_000)
