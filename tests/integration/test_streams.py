@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from agentlog.errors import ConnectError
-from agentlog.schemas.events import DeadLetter, Event, new_envelope
+from agentlog.schemas.events import EVENT_TOPIC, DeadLetter, Event, new_envelope
 from agentlog.settings import Settings
 from agentlog.streams.codec import AvroCodec
 from agentlog.streams.consumer import Delivered, EventConsumer
@@ -42,11 +42,8 @@ async def settings(kafka_bootstrap: str) -> AsyncIterator[Settings]:
 
 
 def topic_for(settings: Settings, event: Event) -> str:
-    name = event.envelope.type
-    if name == "TaskRequested":
-        return settings.topic("tasks.writer")
-    spec = next(s for s in CATALOGUE if name in s.events)
-    return settings.topic(spec.name)
+    family = EVENT_TOPIC[event.envelope.type]
+    return settings.topic("tasks.writer" if family == "tasks" else family)
 
 
 async def drain(consumer: EventConsumer, want: int, limit_s: float = 30) -> list[Delivered]:

@@ -40,7 +40,9 @@ async def rd(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 def table_name(unique_name: str, what: str) -> str:
-    return f"{what}_{unique_name.replace('-', '_')}"[:60]
+    # keep the random suffix: test names are long and the parametrizations share one database
+    head, _, suffix = unique_name.rpartition("-")
+    return f"{what}_{suffix}_{head.replace('-', '_')}"[:60]
 
 
 async def make_tables(pool: asyncpg.Pool, unique_name: str) -> tuple[PostgresFence, str]:
