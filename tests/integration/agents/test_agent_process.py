@@ -119,7 +119,9 @@ async def test_sigkill_mid_task_redelivers_it_and_the_sink_applies_it_once(
     first = await spawn("first")
     first_id = await first.agent_id()
     async with asyncio.timeout(60):
-        while await store.llen(f"{ns}:runs") < 1:  # noqa: ASYNC110 - polls another process
+        # kill once the effect is fully applied and the handler holds the task: a kill
+        # between SET NX and INCR would leave the counter behind the effect
+        while await store.get(f"{ns}:applied") is None:  # noqa: ASYNC110 - polls another process
             await asyncio.sleep(0.05)
     assert await first.signal(signal.SIGKILL) == -signal.SIGKILL  # mid-task
 
