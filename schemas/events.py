@@ -209,6 +209,23 @@ class LockAwaited:
     step: str
     resource: str
     request_id: str
+    task_id: str = ""
+    ttl_ms: int = 60_000
+    wait_timeout_ms: int = 30_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockAcquired:
+    """A step attempt holds a lock: the grant arrived, its fencing token is recorded."""
+
+    envelope: Envelope
+    workflow_id: str
+    step: str
+    task_id: str
+    resource: str
+    request_id: str
+    fencing_token: int
+    lease_expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -368,6 +385,7 @@ class LockGranted:
     requester: str
     fencing_token: int
     lease_expires_at: datetime
+    workflow_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -390,6 +408,7 @@ class LockDenied:
     request_id: str
     requester: str
     reason: str
+    workflow_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -516,6 +535,7 @@ Event: TypeAlias = (
     | StepRetryScheduled
     | StepTimedOut
     | LockAwaited
+    | LockAcquired
     | SignalReceived
     | WorkflowSucceeded
     | WorkflowFailed
@@ -542,7 +562,7 @@ Event: TypeAlias = (
 _TOPIC_FAMILIES = {
     "requests": "WorkflowRequested CancelRequested SignalSent",
     "journal": "WorkflowStarted WorkflowRejected StepScheduled StepCompleted StepFailed "
-    "StepRetryScheduled StepTimedOut LockAwaited SignalReceived WorkflowSucceeded "
+    "StepRetryScheduled StepTimedOut LockAwaited LockAcquired SignalReceived WorkflowSucceeded "
     "WorkflowFailed WorkflowCancelled",
     "tasks": "TaskRequested TaskCancelled",
     "responses": "TaskCompleted TaskFailed TaskProgress",
@@ -557,6 +577,15 @@ _TOPIC_FAMILIES = {
 #: ``agentlog.topic`` attribute.
 EVENT_TOPIC: dict[str, str] = {
     name: family for family, names in _TOPIC_FAMILIES.items() for name in names.split()
+}
+
+#: Event name -> other topic families that carry copies of it. The lock manager
+#: copies its decisions on workflow steps' lock requests to ``responses`` (keyed
+#: by workflow id), where the orchestrator reads them; the copy is the same event
+#: (same ``event_id``), so whoever reads both topics can drop one.
+EVENT_COPIES: dict[str, tuple[str, ...]] = {
+    "LockGranted": ("responses",),
+    "LockDenied": ("responses",),
 }
 
 #: Avro full name -> class for the records nested inside events.

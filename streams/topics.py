@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from agentlog.errors import ConfigError, ConnectError
-from agentlog.schemas.events import EVENT_TOPIC
+from agentlog.schemas.events import EVENT_COPIES, EVENT_TOPIC
 from agentlog.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,9 @@ class TopicSpec:
 
 
 def _spec(name: str, key: str, **kw: bool) -> TopicSpec:
-    events = frozenset(e for e, family in EVENT_TOPIC.items() if family == name)
-    return TopicSpec(name, key, events, **kw)
+    home = {e for e, family in EVENT_TOPIC.items() if family == name}
+    copies = {e for e, families in EVENT_COPIES.items() if name in families}
+    return TopicSpec(name, key, frozenset(home | copies), **kw)
 
 
 REQUESTS = _spec("requests", "workflow_id", copartitioned=True)

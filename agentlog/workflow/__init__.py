@@ -26,6 +26,14 @@ from agentlog.workflow.state import (
     WorkflowState,
     WorkflowStatus,
 )
+from agentlog.workflow.steplocks import (
+    LOCK_DECISION_GRACE_MS,
+    dispatchable_after,
+    lock_requests_to_publish,
+    releases_between,
+    releases_to_publish,
+    requests_after,
+)
 from agentlog.workflow.tasks import (
     cancellation_for,
     cancellations_to_publish,
@@ -37,6 +45,7 @@ from agentlog.workflow.timers import TimerFired, next_timer, pending_timers
 from agentlog.workflow.validate import validate
 
 __all__ = [
+    "LOCK_DECISION_GRACE_MS",
     "Decision",
     "Input",
     "JournalError",
@@ -61,14 +70,19 @@ __all__ = [
     "cancellation_for",
     "cancellations_to_publish",
     "decide",
+    "dispatchable_after",
     "evolve",
     "fold",
     "handle",
     "lock",
+    "lock_requests_to_publish",
     "next_timer",
     "open_tasks",
     "pending_timers",
+    "releases_between",
+    "releases_to_publish",
     "repeat",
+    "requests_after",
     "task_for",
     "tasks_to_publish",
     "validate",

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 
 from agentlog.schemas.events import (
     Envelope,
+    LockAcquired,
+    LockAwaited,
     SignalReceived,
     StepCompleted,
     StepFailed,
@@ -41,6 +43,8 @@ JournalEvent = (
     | StepFailed
     | StepRetryScheduled
     | StepTimedOut
+    | LockAwaited
+    | LockAcquired
     | SignalReceived
     | WorkflowSucceeded
     | WorkflowFailed

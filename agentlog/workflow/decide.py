@@ -26,6 +26,9 @@ from agentlog.schemas.events import (
     CancelRequested,
     Envelope,
     JsonValue,
+    LockAcquired,
+    LockDenied,
+    LockGranted,
     SignalReceived,
     SignalSent,
     StepCompleted,
@@ -46,8 +49,14 @@ from agentlog.workflow.registry import WorkflowRegistry
 from agentlog.workflow.schedule import advance, fail_attempt, fail_workflow, schedule_attempt
 from agentlog.workflow.spec import WorkflowSpec
 from agentlog.workflow.state import TaskState, TaskStatus, WorkflowState
+from agentlog.workflow.steplocks import LOCK_DECISION_GRACE_MS, waiting_for
 from agentlog.workflow.timers import TimerFired, TimerKind, timers
 from agentlog.workflow.validate import missing_input
+
+#: ``error_kind`` of an attempt whose lock the lock manager denied (retryable).
+LOCK_DENIED = "lock_denied"
+#: ``error_kind`` of an attempt that got no lock decision in time (retryable).
+LOCK_TIMEOUT = "lock_timeout"
 
 Input = (
     WorkflowRequested
@@ -56,9 +65,11 @@ Input = (
     | TaskCompleted
     | TaskFailed
     | TaskProgress
+    | LockGranted
+    | LockDenied
     | TimerFired
 )
-"""What ``decide`` takes: requests, agent responses and due timers."""
+"""What ``decide`` takes: requests, agent responses, lock decisions and due timers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +178,10 @@ def _dispatch(
             _timer(batch, state, input)
         case TaskProgress():
             pass  # progress is for projections and live tails; it decides nothing
+        case LockGranted():
+            _lock_granted(batch, state, input)
+        case LockDenied():
+            _lock_denied(batch, state, input)
 
 
 def _request(
@@ -337,6 +352,35 @@ def _task_failed(batch: Batch, state: WorkflowState, response: TaskFailed) -> No
     advance(batch)
 
 
+def _lock_granted(batch: Batch, state: WorkflowState, grant: LockGranted) -> None:
+    found = waiting_for(state, grant.request_id)
+    if found is None:
+        return  # a duplicate, or the attempt ended (its release is on the way)
+    name, task, lock = found
+    batch.emit(
+        LockAcquired(
+            envelope=PENDING,
+            workflow_id=state.workflow_id,
+            step=name,
+            task_id=task.task_id,
+            resource=lock.resource,
+            request_id=lock.request_id,
+            fencing_token=grant.fencing_token,
+            lease_expires_at=grant.lease_expires_at,
+        )
+    )
+
+
+def _lock_denied(batch: Batch, state: WorkflowState, denial: LockDenied) -> None:
+    found = waiting_for(state, denial.request_id)
+    if found is None:
+        return
+    name, task, lock = found
+    message = f"lock on {lock.resource!r} denied: {denial.reason}"
+    fail_attempt(batch, name, task, error_kind=LOCK_DENIED, message=message, retryable=True)
+    advance(batch)
+
+
 def _timer(batch: Batch, state: WorkflowState, fired: TimerFired) -> None:
     timer = next((t for t in timers(state) if t.fired.timer_id == fired.timer_id), None)
     if timer is None or timer.fired.due_at > batch.now:
@@ -350,7 +394,18 @@ def _timer(batch: Batch, state: WorkflowState, fired: TimerFired) -> None:
     assert timer.task_id is not None
     task = state.steps[timer.step].task(timer.task_id)
     assert task is not None
-    if timer.kind is TimerKind.RETRY:
+    if timer.kind is TimerKind.LOCK_WAIT:
+        lock = task.awaiting_lock
+        assert lock is not None
+        message = (
+            f"no decision on the lock on {lock.resource!r} (request {lock.request_id}) within "
+            f"its wait_ms={lock.awaited.wait_timeout_ms} plus {LOCK_DECISION_GRACE_MS} ms: "
+            "is a lock manager running (agentlog locks run)?"
+        )
+        fail_attempt(
+            batch, timer.step, task, error_kind=LOCK_TIMEOUT, message=message, retryable=True
+        )
+    elif timer.kind is TimerKind.RETRY:
         schedule_attempt(
             batch,
             state,

@@ -26,6 +26,7 @@ from agentlog.schemas.events import (
     Envelope,
     Event,
     JsonValue,
+    LockAcquired,
     LockAwaited,
     SignalReceived,
     StepCompleted,
@@ -49,6 +50,7 @@ from agentlog.workflow.state import (
     SEEN_INPUTS_MAX,
     BufferedSignal,
     Failure,
+    StepLock,
     StepState,
     StepStatus,
     TaskState,
@@ -119,6 +121,7 @@ _JOURNAL_TYPES = (
     StepRetryScheduled,
     StepTimedOut,
     LockAwaited,
+    LockAcquired,
     SignalReceived,
     WorkflowSucceeded,
     WorkflowFailed,
@@ -204,6 +207,8 @@ def _apply(state: WorkflowState, event: Event) -> WorkflowState:
             return _retry_scheduled(state, event)
         case StepTimedOut():
             return _timed_out(state, event)
+        case LockAwaited() | LockAcquired():
+            return _lock_event(state, event)
         case SignalReceived():
             return _signal(state, state.plan, event)
         case WorkflowSucceeded():
@@ -215,7 +220,6 @@ def _apply(state: WorkflowState, event: Event) -> WorkflowState:
             return _ended(state, event.envelope, WorkflowStatus.CANCELLED, error=failure)
         case _:
             # WorkflowStarted/Rejected again: a duplicate request's echo.
-            # LockAwaited: locks are carried but not enforced yet (docs/workflows.md).
             return state
 
 
@@ -333,6 +337,40 @@ def _timed_out(state: WorkflowState, event: StepTimedOut) -> WorkflowState:
         return state
     failure = Failure(error_kind="timeout", message=f"deadline {event.deadline.isoformat()} passed")
     return _put(state, _put_task(step, replace(task, status=TaskStatus.TIMED_OUT, error=failure)))
+
+
+def _lock_event(state: WorkflowState, event: LockAwaited | LockAcquired) -> WorkflowState:
+    if isinstance(event, LockAwaited):
+        return _lock_awaited(state, event)
+    return _lock_acquired(state, event)
+
+
+def _lock_awaited(state: WorkflowState, event: LockAwaited) -> WorkflowState:
+    step = state.steps.get(event.step)
+    task = step.task(event.task_id) if step is not None else None
+    if step is None or task is None or task.status is not TaskStatus.RUNNING:
+        return state  # a journal from before locks were enforced, or stale
+    if any(lock.request_id == event.request_id for lock in task.locks):
+        return state
+    # requested_at is exact for the first lock; a next one's is set when the previous is acquired
+    lock = StepLock(awaited=event, requested_at=event.envelope.occurred_at)
+    return _put(state, _put_task(step, replace(task, locks=(*task.locks, lock))))
+
+
+def _lock_acquired(state: WorkflowState, event: LockAcquired) -> WorkflowState:
+    step = state.steps.get(event.step)
+    task = step.task(event.task_id) if step is not None else None
+    if step is None or task is None or task.status is not TaskStatus.RUNNING:
+        return state
+    waiting = task.awaiting_lock
+    if waiting is None or waiting.request_id != event.request_id:
+        return state  # a duplicate
+    locks = list(task.locks)
+    index = locks.index(waiting)
+    locks[index] = replace(waiting, token=event.fencing_token, expires_at=event.lease_expires_at)
+    if index + 1 < len(locks):  # the next lock's request goes out now
+        locks[index + 1] = replace(locks[index + 1], requested_at=event.envelope.occurred_at)
+    return _put(state, _put_task(step, replace(task, locks=tuple(locks))))
 
 
 def _signal(state: WorkflowState, plan: Plan, event: SignalReceived) -> WorkflowState:

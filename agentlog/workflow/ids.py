@@ -44,3 +44,8 @@ def join_id(workflow_id: str, step: str, run: int) -> str:
 def timer_event_id(workflow_id: str, timer_id: str) -> str:
     """Event id of a timer firing: the causation id of the decisions it causes."""
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"timer/{workflow_id}/{timer_id}"))
+
+
+def lock_request_id(task_id: str, index: int) -> str:
+    """Id of the request for the ``index``-th lock (in acquisition order) of an attempt."""
+    return f"{task_id}/lock/{index}"

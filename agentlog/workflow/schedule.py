@@ -26,6 +26,7 @@ from agentlog.workflow.graph import Plan
 from agentlog.workflow.ids import join_id, skip_id, task_id
 from agentlog.workflow.retry import backoff_ms
 from agentlog.workflow.state import StepStatus, TaskState, TaskStatus, WorkflowState
+from agentlog.workflow.steplocks import await_locks, lock_resources
 from agentlog.workflow.template import render
 
 
@@ -81,9 +82,6 @@ def start_step(batch: Batch, view: WorkflowState, name: str) -> None:
             skip = skip_id(wf, name, run)
             batch.emit(_completed(wf, name, skip, 0, None))
             return
-        # Locks slot in here: a later release emits LockAwaited for each declared
-        # lock (resource = render_text(lock.resource, context)) and schedules the
-        # step only when every grant has arrived, with their fencing tokens.
         if spec.for_each is None:
             inputs = [render(spec.input, context)]
         else:
@@ -119,17 +117,29 @@ def _items(expression: str, context: JsonContext) -> list[JsonValue]:
 def schedule_attempt(
     batch: Batch, view: WorkflowState, name: str, *, item: int, attempt: int, value: JsonValue
 ) -> None:
-    """Emit the ``StepScheduled`` of one attempt of one item (a wait, for a signal step)."""
+    """Emit the ``StepScheduled`` of one attempt of one item (a wait, for a signal step).
+
+    A step with locks also gets a ``LockAwaited`` per lock (:mod:`.steplocks`);
+    its task is published once every lock is acquired.
+    """
     assert view.plan is not None
+    if batch.running() is None:
+        return  # an earlier item of this step failed the workflow
     spec = view.plan.steps[name]
     wf = view.workflow_id
     timeout = spec.timeout_ms
+    try:
+        locks = lock_resources(view, name, item)
+    except ExpressionError as e:
+        fail_workflow(batch, name, "expression_error", f"step {name!r}: locks: {e}")
+        return
+    attempt_id = task_id(wf, name, view.steps[name].run, item, attempt)
     batch.emit(
         StepScheduled(
             envelope=PENDING,
             workflow_id=wf,
             step=name,
-            task_id=task_id(wf, name, view.steps[name].run, item, attempt),
+            task_id=attempt_id,
             attempt=attempt,
             agent_kind=spec.agent or "",
             input=value,
@@ -137,6 +147,7 @@ def schedule_attempt(
             priority=view.priority,
         )
     )
+    await_locks(batch, wf, name, attempt_id, locks)
 
 
 def _deliver_buffered(batch: Batch, name: str, signal: str) -> None:

@@ -95,7 +95,7 @@ class Repeat:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LockDecl:
-    """A lock a step holds while it runs (enforced by a later release; carried now).
+    """A lock each attempt of a step holds while it runs (see :mod:`agentlog.workflow.steplocks`).
 
     Attributes:
         resource: a ``${...}`` template of the resource id, e.g. ``"repo:${input.repo}"``.

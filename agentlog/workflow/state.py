@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
-from agentlog.schemas.events import JsonValue, StepScheduled
+from agentlog.schemas.events import JsonValue, LockAwaited, StepScheduled
 from agentlog.workflow.graph import Plan
 from agentlog.workflow.spec import WorkflowSpec
 
@@ -77,6 +77,41 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StepLock:
+    """A lock one attempt asked for (``LockAwaited``) and, once granted, holds (``LockAcquired``).
+
+    Attributes:
+        awaited: the journal event that declared the request; the runner derives
+            the ``LockRequested`` (and later the release) from it.
+        token: the fencing token once acquired.
+        expires_at: the lease's end (the lock manager's clock) once acquired.
+        requested_at: when the request was (or will be) sent: the attempt's start
+            for the first lock, the previous lock's acquisition for the others
+            (locks are taken one at a time, in resource order).
+    """
+
+    awaited: LockAwaited
+    token: int | None = None
+    expires_at: datetime | None = None
+    requested_at: datetime
+
+    @property
+    def resource(self) -> str:
+        """The locked resource."""
+        return self.awaited.resource
+
+    @property
+    def request_id(self) -> str:
+        """The lock request's id (one grant per request)."""
+        return self.awaited.request_id
+
+    @property
+    def acquired(self) -> bool:
+        """True once the grant is recorded."""
+        return self.token is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskState:
     """One item of a step (the only one without ``for_each``) and its current attempt.
 
@@ -88,6 +123,8 @@ class TaskState:
         retry_at: when the next attempt starts, while ``RETRY_WAIT``.
         output: the output once completed.
         error: the last failure, if any.
+        locks: the locks the current attempt asked for, in acquisition order
+            (empty for steps without locks).
     """
 
     item: int
@@ -96,6 +133,23 @@ class TaskState:
     retry_at: datetime | None = None
     output: JsonValue = None
     error: Failure | None = None
+    locks: tuple[StepLock, ...] = ()
+
+    @property
+    def awaiting_lock(self) -> StepLock | None:
+        """The lock the attempt waits for (the first not acquired), or None."""
+        return next((lock for lock in self.locks if not lock.acquired), None)
+
+    @property
+    def requested_locks(self) -> tuple[StepLock, ...]:
+        """The locks whose request was sent: every acquired one and the awaited one."""
+        waiting = self.awaiting_lock
+        return tuple(lock for lock in self.locks if lock.acquired or lock is waiting)
+
+    @property
+    def fencing_tokens(self) -> dict[str, int]:
+        """Resource -> fencing token of every lock the attempt holds."""
+        return {lock.resource: lock.token for lock in self.locks if lock.token is not None}
 
     @property
     def task_id(self) -> str:

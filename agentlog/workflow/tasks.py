@@ -21,16 +21,18 @@ from agentlog.workflow.state import TaskState, TaskStatus, WorkflowState
 def task_for(state: WorkflowState | None, scheduled: StepScheduled) -> TaskRequested | None:
     """The task to publish for ``scheduled``, or None when there is none to publish.
 
-    None for a signal step's wait (no agent runs it), and when ``state`` (the
-    state after the decisions that include ``scheduled``) no longer has that
-    attempt running: the workflow ended, or the attempt was answered already.
+    None for a signal step's wait (no agent runs it), for an attempt still
+    waiting for a lock, and when ``state`` (the state after the decisions that
+    include ``scheduled``) no longer has that attempt running: the workflow
+    ended, or the attempt was answered already. ``fencing_tokens`` are those of
+    the locks the attempt holds.
 
     Args:
         state: the workflow's state after folding the decision batch.
         scheduled: a ``StepScheduled`` of that batch.
     """
     task = _current(state, scheduled)
-    if state is None or task is None or task.is_signal_wait:
+    if state is None or task is None or task.is_signal_wait or task.awaiting_lock is not None:
         return None
     step = state.steps[scheduled.step]
     return TaskRequested(
@@ -50,12 +52,12 @@ def task_for(state: WorkflowState | None, scheduled: StepScheduled) -> TaskReque
         deadline=scheduled.deadline,
         idempotency_key=idempotency_key(scheduled.workflow_id, step.name, step.run, task.item),
         priority=scheduled.priority,
-        fencing_tokens=scheduled.fencing_tokens,
+        fencing_tokens=task.fencing_tokens if task.locks else scheduled.fencing_tokens,
     )
 
 
 def open_tasks(state: WorkflowState | None) -> tuple[StepScheduled, ...]:
-    """Agent tasks whose attempt is running, in step order.
+    """Agent tasks whose attempt is running (with every lock it needs), in step order.
 
     For a running workflow these are the tasks to (re)publish after recovery
     (see :func:`tasks_to_publish`). Once the workflow is terminal (cancelled,
@@ -68,7 +70,9 @@ def open_tasks(state: WorkflowState | None) -> tuple[StepScheduled, ...]:
         task.scheduled
         for name in state.plan.order
         for task in state.steps[name].tasks
-        if task.status is TaskStatus.RUNNING and not task.is_signal_wait
+        if task.status is TaskStatus.RUNNING
+        and not task.is_signal_wait
+        and task.awaiting_lock is None
     )
 
 

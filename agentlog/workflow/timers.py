@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from agentlog.workflow.ids import timer_event_id
 from agentlog.workflow.state import TaskStatus, WorkflowState
+from agentlog.workflow.steplocks import lock_deadline
 
 WORKFLOW_TIMEOUT = "workflow-timeout"
 
@@ -28,7 +29,8 @@ class TimerFired:
 
     Attributes:
         workflow_id: the workflow.
-        timer_id: ``"workflow-timeout"``, ``"deadline:<task id>"`` or ``"retry:<task id>"``.
+        timer_id: ``"workflow-timeout"``, ``"deadline:<task id>"``, ``"retry:<task id>"``
+            or ``"lock:<lock request id>"``.
         due_at: when it is due (aware UTC).
     """
 
@@ -47,6 +49,7 @@ class TimerKind(StrEnum):
 
     RETRY = "retry"
     DEADLINE = "deadline"
+    LOCK_WAIT = "lock_wait"
     WORKFLOW_TIMEOUT = "workflow_timeout"
 
 
@@ -67,20 +70,24 @@ def timers(state: WorkflowState | None) -> tuple[Timer, ...]:
     found: list[Timer] = []
     spec = state.spec
     if spec is not None and spec.timeout_ms is not None and state.started_at is not None:
-        due = state.started_at + timedelta(milliseconds=spec.timeout_ms)
-        fired = TimerFired(workflow_id=state.workflow_id, timer_id=WORKFLOW_TIMEOUT, due_at=due)
+        ends = state.started_at + timedelta(milliseconds=spec.timeout_ms)
+        fired = TimerFired(workflow_id=state.workflow_id, timer_id=WORKFLOW_TIMEOUT, due_at=ends)
         found.append(Timer(fired=fired, kind=TimerKind.WORKFLOW_TIMEOUT))
     for step in state.steps.values():
         for task in step.tasks:
-            if task.status is TaskStatus.RUNNING and task.deadline is not None:
-                kind, due_at = TimerKind.DEADLINE, task.deadline
+            due: list[tuple[TimerKind, str, datetime]] = []
+            if task.status is TaskStatus.RUNNING:
+                if task.deadline is not None:
+                    due.append((TimerKind.DEADLINE, f"deadline:{task.task_id}", task.deadline))
+                lock = task.awaiting_lock
+                if lock is not None:
+                    lock_id = f"lock:{lock.request_id}"
+                    due.append((TimerKind.LOCK_WAIT, lock_id, lock_deadline(lock)))
             elif task.status is TaskStatus.RETRY_WAIT and task.retry_at is not None:
-                kind, due_at = TimerKind.RETRY, task.retry_at
-            else:
-                continue
-            timer_id = f"{'deadline' if kind is TimerKind.DEADLINE else 'retry'}:{task.task_id}"
-            fired = TimerFired(workflow_id=state.workflow_id, timer_id=timer_id, due_at=due_at)
-            found.append(Timer(fired=fired, kind=kind, step=step.name, task_id=task.task_id))
+                due.append((TimerKind.RETRY, f"retry:{task.task_id}", task.retry_at))
+            for kind, timer_id, due_at in due:
+                fired = TimerFired(workflow_id=state.workflow_id, timer_id=timer_id, due_at=due_at)
+                found.append(Timer(fired=fired, kind=kind, step=step.name, task_id=task.task_id))
     found.sort(key=lambda t: (t.fired.due_at, t.fired.timer_id))
     return tuple(found)
 

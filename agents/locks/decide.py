@@ -257,6 +257,7 @@ def _grant_pending(batch: _Batch, request: LockRequested) -> None:
             requester=request.requester,
             fencing_token=batch.state.last_token + 1,
             lease_expires_at=batch.now + timedelta(milliseconds=request.ttl_ms),
+            workflow_id=request.workflow_id,
         )
     )
 
@@ -275,6 +276,7 @@ def _grant_next(batch: _Batch) -> None:
             requester=waiter.requester,
             fencing_token=state.last_token + 1,
             lease_expires_at=batch.now + timedelta(milliseconds=waiter.ttl_ms),
+            workflow_id=waiter.workflow_id,
         )
     )
 
@@ -301,6 +303,7 @@ def _deny(batch: _Batch, waiter: Waiter, reason: str) -> None:
             request_id=waiter.request_id,
             requester=waiter.requester,
             reason=reason,
+            workflow_id=waiter.workflow_id,
         )
     )
 
@@ -316,6 +319,7 @@ def _deny_request(batch: _Batch, request: LockRequested, reason: str) -> None:
             request_id=request.request_id,
             requester=request.requester,
             reason=reason,
+            workflow_id=request.workflow_id,
         )
     )
 

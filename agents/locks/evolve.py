@@ -87,6 +87,7 @@ def _requested(state: LockState, event: LockRequested) -> LockState:
         wait_timeout_ms=event.wait_timeout_ms,
         correlation_id=event.envelope.correlation_id,
         traceparent=event.envelope.traceparent,
+        workflow_id=event.workflow_id,
     )
     return replace(state, pending=(*state.pending, pending))
 
@@ -110,6 +111,7 @@ def _granted(state: LockState, event: LockGranted) -> LockState:
         else _ms(event.lease_expires_at - granted_at, FALLBACK_TTL_MS),
         correlation_id=origin.correlation_id if origin is not None else _corr(event.envelope),
         traceparent=origin.traceparent if origin is not None else event.envelope.traceparent,
+        workflow_id=event.workflow_id or (origin.workflow_id if origin is not None else None),
     )
     state = _drop_request(state, request_id)
     return replace(state, holder=holder, last_token=event.fencing_token)
@@ -131,6 +133,7 @@ def _queued(state: LockState, event: LockQueued) -> LockState:
         ),
         correlation_id=pending.correlation_id if pending is not None else _corr(event.envelope),
         traceparent=pending.traceparent if pending is not None else event.envelope.traceparent,
+        workflow_id=pending.workflow_id if pending is not None else None,
     )
     state = _drop_request(state, request_id)
     return replace(state, queue=(*state.queue, waiter))

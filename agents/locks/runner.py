@@ -29,16 +29,18 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 
 from agentlog.agents.orchestrator.routing import partition_for
 from agentlog.errors import AgentlogError
+from agentlog.schemas.events import LockGranted
 from agentlog.settings import Settings
 from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.streams.deadletter import DeadLetterWriter
 from agentlog.streams.producer import EventProducer
-from agentlog.streams.topics import DEADLETTER, LOCKS, ensure_topics
+from agentlog.streams.topics import DEADLETTER, LOCKS, RESPONSES, ensure_topics
 
 from .errors import LockManagerError
 from .inputs import BatchDecider, Outcome
 from .log import DecisionWriter, read_partitions
 from .partition import PartitionState
+from .relay import copy_to_responses, for_workflows, held_grants, track_grant
 from .state import LockState
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class LockManagerStats:
     decisions: int = 0
     skipped: int = 0
     forwarded: int = 0
+    copied: int = 0
     recoveries: int = 0
     recovered_resources: int = 0
     commit_failures: int = 0
@@ -109,6 +112,7 @@ class LockManager:
         self.stats = LockManagerStats()
         self._clock = clock or utc_now
         self._topic = settings.topic(LOCKS.name)
+        self._responses = settings.topic(RESPONSES.name)
         self._partitions = 0
         self._lock = asyncio.Lock()
         self._parts: dict[int, PartitionState] = {}
@@ -134,7 +138,7 @@ class LockManager:
         if self._done.is_set():
             raise RuntimeError("this lock manager was stopped; create a new one to run again")
         async with contextlib.AsyncExitStack() as stack:
-            await ensure_topics(self.settings, [LOCKS, DEADLETTER])
+            await ensure_topics(self.settings, [LOCKS, RESPONSES, DEADLETTER])
             producer = await stack.enter_async_context(
                 EventProducer(self.settings, client_id=f"{self.settings.source}-locks")
             )
@@ -277,7 +281,11 @@ class LockManager:
         # 2. the decisions, acknowledged
         writer = self._require(self._writer)
         await asyncio.gather(*(writer.append(p, groups) for p, groups in outcome.groups.items()))
-        # 3. then the input offsets
+        # 3. decisions about workflow steps' requests, copied to their workflow's responses
+        copies = for_workflows(g for groups in outcome.groups.values() for g in groups)
+        await copy_to_responses(self._require(self._producer), self._responses, copies)
+        self.stats.copied += len(copies)
+        # 4. then the input offsets
         await self._commit(moved)
         self._count(outcome)
 
@@ -382,6 +390,7 @@ class LockManager:
         """Fold newly owned partitions from their first offset and arm their timers."""
         started = time.monotonic()
         parts = {p: PartitionState(p, self.home) for p in partitions}
+        last_grant: dict[int, dict[str, LockGranted]] = {p: {} for p in partitions}
         async for p, offset, event in read_partitions(
             self.settings,
             self._topic,
@@ -389,6 +398,15 @@ class LockManager:
             client_id=f"{self.settings.source}-locks-recovery",
         ):
             parts[p].fold(event, offset)
+            track_grant(last_grant[p], event)
+        # a crash between appending a grant and copying it to responses loses the copy
+        grants = [
+            grant
+            for p, part in parts.items()
+            for grant in held_grants(part.resources, last_grant[p])
+        ]
+        await copy_to_responses(self._require(self._producer), self._responses, grants)
+        self.stats.copied += len(grants)
         for p, part in parts.items():
             part.recovered()
             self._parts[p] = part

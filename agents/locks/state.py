@@ -49,6 +49,7 @@ class Holder:
         ttl_ms: the lease length the request asked for.
         correlation_id: of the request (the decisions about it carry it).
         traceparent: of the request, if any.
+        workflow_id: the workflow whose step asked (decisions carry it), if any.
     """
 
     request_id: str
@@ -59,6 +60,7 @@ class Holder:
     ttl_ms: int
     correlation_id: str
     traceparent: str | None = None
+    workflow_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +75,7 @@ class Waiter:
         deadline: when it is denied if still waiting (``queued_at + wait_timeout_ms``).
         correlation_id: of the request.
         traceparent: of the request, if any.
+        workflow_id: the workflow whose step asked, if any.
     """
 
     request_id: str
@@ -82,6 +85,7 @@ class Waiter:
     deadline: datetime
     correlation_id: str
     traceparent: str | None = None
+    workflow_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +98,7 @@ class Pending:
     wait_timeout_ms: int
     correlation_id: str
     traceparent: str | None = None
+    workflow_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

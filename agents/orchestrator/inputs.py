@@ -14,15 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from agentlog.schemas.events import StepScheduled, TaskRequested
+from agentlog.schemas.events import LockReleased, LockRequested, StepScheduled, TaskRequested
 from agentlog.streams.consumer import Delivered
 from agentlog.workflow import (
     Input,
     JournalEvent,
     TimerFired,
     WorkflowRegistry,
+    dispatchable_after,
     handle,
     open_tasks,
+    releases_between,
+    requests_after,
     task_for,
 )
 
@@ -41,6 +44,8 @@ _INPUT_TYPES = frozenset(
         "TaskCompleted",
         "TaskFailed",
         "TaskProgress",
+        "LockGranted",  # copies of the lock manager's decisions on steps' lock requests
+        "LockDenied",
     }
 )
 
@@ -56,6 +61,8 @@ class Outcome:
             that ended in this batch.
         forward: inputs that arrived on the wrong partition -> their home partition.
         health: ``(agent kind, healthy)`` outcomes for the breakers.
+        locks: commands for the lock manager (requests of steps' locks, releases
+            of locks whose attempt ended), in decision order.
         inputs: inputs fed to the core (timers included).
         decided: inputs that led to journal events.
     """
@@ -65,6 +72,7 @@ class Outcome:
     ended: list[tuple[StepScheduled, str]] = field(default_factory=list)
     forward: list[tuple[Delivered, int]] = field(default_factory=list)
     health: list[tuple[str, bool]] = field(default_factory=list)
+    locks: list[LockRequested | LockReleased] = field(default_factory=list)
     inputs: int = 0
     decided: int = 0
 
@@ -99,7 +107,7 @@ class BatchDecider:
             if part is None:
                 continue
             event = delivered.event
-            workflow_id = getattr(event, "workflow_id", "")
+            workflow_id = getattr(event, "workflow_id", None) or ""
             home = partition_for(workflow_id, self._partitions)
             if home != delivered.partition:
                 outcome.forward.append((delivered, home))
@@ -116,7 +124,7 @@ class BatchDecider:
 
     def feed(self, part: PartitionState, item: Input, outcome: Outcome) -> None:
         """Decide on one input and record its consequences."""
-        workflow_id = item.workflow_id
+        workflow_id = item.workflow_id or ""
         if workflow_id in part.quarantined:
             return
         outcome.inputs += 1
@@ -139,6 +147,13 @@ class BatchDecider:
             (part.partition, e) for e in decision.events if isinstance(e, StepScheduled)
         )
         state = decision.state
+        # steps' locks: releases of attempts that ended, requests of locks now awaited,
+        # and the tasks of attempts that now hold every lock they need
+        outcome.locks.extend(releases_between(before, state))
+        outcome.locks.extend(requests_after(state, decision.events))
+        outcome.scheduled.extend(
+            (part.partition, task.scheduled) for task in dispatchable_after(state, decision.events)
+        )
         if state is not None and not state.running:
             reason = f"workflow {workflow_id} is {state.status.value}"
             outcome.ended.extend((task, reason) for task in open_tasks(state))

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -25,18 +25,20 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from agentlog.errors import AgentlogError
-from agentlog.schemas.events import TaskCancelled, TaskRequested
+from agentlog.schemas.events import LockReleased, LockRequested, TaskCancelled, TaskRequested
 from agentlog.settings import Settings
 from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.streams.deadletter import DeadLetterWriter
 from agentlog.streams.producer import EventProducer
-from agentlog.streams.topics import JOURNAL, REQUESTS, RESPONSES, ensure_topics
+from agentlog.streams.topics import JOURNAL, LOCKS, REQUESTS, RESPONSES, ensure_topics
 from agentlog.workflow import (
     TaskStatus,
     WorkflowRegistry,
     WorkflowState,
     cancellation_for,
     cancellations_to_publish,
+    lock_requests_to_publish,
+    releases_to_publish,
     tasks_to_publish,
 )
 
@@ -98,6 +100,7 @@ class RunnerStats:
     inputs: int = 0
     decided: int = 0
     journal_events: int = 0
+    lock_commands: int = 0
     forwarded: int = 0
     recoveries: int = 0
     recovered_workflows: int = 0
@@ -137,6 +140,7 @@ class Orchestrator:
         self._requests = settings.topic(REQUESTS.name)
         self._responses = settings.topic(RESPONSES.name)
         self._journal_topic = settings.topic(JOURNAL.name)
+        self._locks = settings.topic(LOCKS.name)
         self._breakers = CircuitBreakers(
             self.config.breaker_threshold, timedelta(milliseconds=self.config.breaker_cooldown_ms)
         )
@@ -330,8 +334,12 @@ class Orchestrator:
             *(journal.append(p, groups) for p, groups in outcome.journal.items()),
             self._forward(outcome.forward),
         )
-        # 2. then the tasks it scheduled, and cancellations of ended workflows, acknowledged
-        await publisher.publish(decider.tasks(self._parts, outcome), now)
+        # 2. then the tasks it scheduled and the lock commands, and cancellations of
+        #    ended workflows, acknowledged
+        await asyncio.gather(
+            publisher.publish(decider.tasks(self._parts, outcome), now),
+            self._send_locks(outcome.locks),
+        )
         await publisher.cancel([cancellation_for(s, reason) for s, reason in outcome.ended])
         # 3. then the input offsets
         await self._commit(moved)
@@ -366,6 +374,15 @@ class Orchestrator:
             )
         await asyncio.gather(*futures)
         self.stats.forwarded += len(items)
+
+    async def _send_locks(self, commands: Sequence[LockRequested | LockReleased]) -> None:
+        """Produce lock requests and releases to the locks topic (key: resource); wait for acks."""
+        if not commands:
+            return
+        producer = self._require(self._producer)
+        futures = [await producer.enqueue(self._locks, command) for command in commands]
+        await asyncio.gather(*futures)
+        self.stats.lock_commands += len(commands)
 
     async def _commit(self, moved: dict[TopicPartition, int]) -> None:
         offsets = {
@@ -466,6 +483,7 @@ class Orchestrator:
             parts[p].fold(event)
         tasks: list[tuple[int, TaskRequested]] = []
         cancellations: list[TaskCancelled] = []
+        locks: list[LockRequested | LockReleased] = []
         now = self._clock()
         since = now - timedelta(milliseconds=self.config.recovery_cancel_window_ms)
         for p, part in parts.items():
@@ -474,9 +492,13 @@ class Orchestrator:
             for state in part.states.values():
                 tasks.extend((p, task) for task in tasks_to_publish(state))
                 cancellations.extend(cancellations_to_publish(state, ended_since=since))
+                locks.extend(releases_to_publish(state, ended_since=since))
+                locks.extend(lock_requests_to_publish(state))
         self._pending -= partitions
-        # a crash between journal and tasks loses nothing: agents drop what they already got
+        # a crash between journal and tasks loses nothing: agents drop what they already got,
+        # the lock manager ignores requests it knows and releases of leases that ended
         publisher = self._require(self._publisher)
+        await self._send_locks(locks)
         await publisher.publish(tasks, now)
         await publisher.cancel(cancellations)
         stats = self.stats

@@ -20,6 +20,7 @@ from datetime import datetime
 from agentlog.projections.records import json_text, to_json
 from agentlog.schemas.events import (
     Event,
+    LockAcquired,
     LockAwaited,
     SignalReceived,
     StepCompleted,
@@ -45,6 +46,7 @@ JournalEvent = (
     | StepRetryScheduled
     | StepTimedOut
     | LockAwaited
+    | LockAcquired
     | SignalReceived
     | WorkflowSucceeded
     | WorkflowFailed
@@ -60,6 +62,7 @@ JOURNAL_TYPES = (
     StepRetryScheduled,
     StepTimedOut,
     LockAwaited,
+    LockAcquired,
     SignalReceived,
     WorkflowSucceeded,
     WorkflowFailed,

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from agentlog.agents.locks import LockManager
 from agentlog.agents.orchestrator import Orchestrator
 from agentlog.client import AgentlogClient, RequestError, WaitTimeoutError, derive_workflow_id
 from agentlog.client_cli import CLIENT_COMMANDS
@@ -81,6 +82,7 @@ async def test_the_client_commands_print_json(
 ) -> None:
     async with (
         Orchestrator(settings, demo_registry()) as orchestrator,
+        LockManager(settings),  # pr-deploy holds a repo lock around deploy
         Responder(settings, DEMO_KINDS),
     ):
         await orchestrator.wait_ready()

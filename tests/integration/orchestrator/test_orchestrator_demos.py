@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agentlog.agents.locks import LockManager
 from agentlog.agents.orchestrator import Orchestrator
 from agentlog.client import AgentlogClient
 from agentlog.schemas.events import StepScheduled
@@ -39,6 +40,7 @@ async def test_every_demo_completes_with_its_expected_output(
 ) -> None:
     async with (
         Orchestrator(settings, demo_registry()) as orchestrator,
+        LockManager(settings),  # pr-deploy holds a repo lock around deploy
         Responder(settings, DEMO_KINDS) as agents,
         AgentlogClient(settings) as client,
     ):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agentlog.agents.locks import LockManager
 from agentlog.client import AgentlogClient
 from agentlog.schemas.events import WorkflowSucceeded
 from agentlog.settings import Settings
@@ -63,6 +64,7 @@ async def test_sigkill_mid_run_then_a_new_orchestrator_completes_every_workflow(
     second: subprocess.Popen[bytes] | None = None
     try:
         async with (
+            LockManager(settings),  # the 8 pr-deploys hold one repo lock around deploy
             Responder(settings, DEMO_KINDS, delay=0.15) as agents,
             AgentlogClient(settings) as client,
         ):

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from agentlog.agents.locks import LockManager
 from agentlog.agents.orchestrator import Orchestrator
 from agentlog.client import AgentlogClient
 from agentlog.settings import Settings
@@ -28,6 +29,7 @@ async def test_200_workflows_submitted_at_once_all_reach_a_terminal_state(
 ) -> None:
     async with (
         Orchestrator(settings, demo_registry()) as orchestrator,
+        LockManager(settings),  # pr-deploy holds a repo lock around deploy
         Responder(settings, DEMO_KINDS),
         AgentlogClient(settings) as client,
     ):

@@ -16,6 +16,9 @@ from agentlog.schemas.events import (
     Envelope,
     Event,
     JsonValue,
+    LockDenied,
+    LockGranted,
+    LockRequested,
     SignalSent,
     StepScheduled,
     TaskCompleted,
@@ -35,6 +38,7 @@ from agentlog.workflow import (
     WorkflowState,
     fold,
     handle,
+    lock_requests_to_publish,
     next_timer,
     tasks_to_publish,
 )
@@ -72,6 +76,7 @@ class Driver:
         self.journal: list[JournalEvent] = []
         self.inputs: list[Input] = []
         self._counter = 0
+        self.last_token = 0
 
     # --- sending inputs ------------------------------------------------------
 
@@ -155,6 +160,51 @@ class Driver:
             )
         )
 
+    def lock_request(self, step: str, *, item: int = 0) -> LockRequested:
+        """The request the runner sends for the lock the attempt of ``step`` waits for."""
+        requests = [
+            r
+            for r in lock_requests_to_publish(self.state)
+            if r.requester == f"{self.workflow_id}/{step}"
+            and r.request_id.startswith(self.task(step, item).task_id + "/")
+        ]
+        assert requests, f"step {step!r} item {item} waits for no lock"
+        return requests[0]
+
+    def grant(
+        self, step: str, *, item: int = 0, token: int | None = None, lease_ms: int = 60_000
+    ) -> list[JournalEvent]:
+        """The lock manager grants the lock the attempt of ``step`` waits for."""
+        return self.send(self.granted(self.lock_request(step, item=item), token, lease_ms))
+
+    def granted(
+        self, request: LockRequested, token: int | None = None, lease_ms: int = 60_000
+    ) -> LockGranted:
+        self.last_token = token if token is not None else self.last_token + 1
+        return LockGranted(
+            envelope=self.envelope("LockGranted"),
+            resource=request.resource,
+            request_id=request.request_id,
+            requester=request.requester,
+            fencing_token=self.last_token,
+            lease_expires_at=self.now + timedelta(milliseconds=lease_ms),
+            workflow_id=request.workflow_id,
+        )
+
+    def deny(self, step: str, *, item: int = 0, reason: str = "wait timeout") -> list[JournalEvent]:
+        """The lock manager denies the lock the attempt of ``step`` waits for."""
+        return self.send(self.denied(self.lock_request(step, item=item), reason))
+
+    def denied(self, request: LockRequested, reason: str) -> LockDenied:
+        return LockDenied(
+            envelope=self.envelope("LockDenied"),
+            resource=request.resource,
+            request_id=request.request_id,
+            requester=request.requester,
+            reason=reason,
+            workflow_id=request.workflow_id,
+        )
+
     def progress(self, step: str, *, item: int = 0) -> list[JournalEvent]:
         task = self.task(step, item).scheduled
         return self.send(
@@ -219,8 +269,11 @@ class Driver:
             if not self.current.running:
                 return
             tasks = tasks_to_publish(self.state)
+            locks = lock_requests_to_publish(self.state)
             if tasks:
                 self.send(self.completed(tasks[0], agent(tasks[0])))
+            elif locks:  # the lock manager: every lock is free
+                self.send(self.granted(locks[0]))
             elif next_timer(self.state) is not None:
                 self.fire()
             else:

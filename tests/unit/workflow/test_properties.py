@@ -1,8 +1,9 @@
 """Properties of the core over random runs.
 
 A run picks a workflow, then a random sequence of what the outside world can
-do: agents answer or fail (retryably or not), timers fire, signals and
-cancellations arrive, and old inputs are delivered again. Checked throughout:
+do: agents answer or fail (retryably or not), the lock manager grants or
+denies steps' locks, timers fire, signals and cancellations arrive, and old
+inputs are delivered again. Checked throughout:
 
 * folding the journal gives the state the decide loop built (``Driver.send``);
 * the same input on the same state gives the same events, ids included, and
@@ -29,6 +30,7 @@ from agentlog.workflow import (
     WorkflowSpec,
     fold,
     handle,
+    lock_requests_to_publish,
     next_timer,
     open_tasks,
     repeat,
@@ -90,7 +92,11 @@ def _as_json(value: dict[str, bool]) -> JsonValue:
 outputs = st.fixed_dictionaries({key: st.booleans() for key in HAPPY}).map(_as_json)
 payloads = st.fixed_dictionaries({"ok": st.booleans()}).map(_as_json)
 actions = st.sampled_from(
-    ["complete"] * 6 + ["fail"] * 2 + ["timer"] * 2 + ["signal", "redeliver", "progress", "cancel"]
+    ["complete"] * 6
+    + ["fail"] * 2
+    + ["timer"] * 2
+    + ["grant"] * 2
+    + ["deny", "signal", "redeliver", "progress", "cancel"]
 )
 
 
@@ -128,6 +134,14 @@ def act(d: Driver, action: str, data: st.DataObject) -> None:
             d.fail(task.step, item=item, kind=kind, retryable=data.draw(st.booleans()))
         else:
             d.progress(task.step, item=item)
+    elif action in ("grant", "deny") and (requests := lock_requests_to_publish(d.state)):
+        request = data.draw(st.sampled_from(requests))
+        if action == "grant":
+            grant = d.granted(request)
+            check_determinism(d, grant)
+            d.send(grant)
+        else:
+            d.send(d.denied(request, "wait timeout"))
     elif action == "timer" and (timer := next_timer(d.state)) is not None:
         d.now = max(d.now, timer.due_at)
         check_determinism(d, timer)
@@ -150,6 +164,8 @@ def finish(d: Driver) -> None:
         tasks = tasks_to_publish(d.state)
         if tasks:
             d.send(d.completed(tasks[0], HAPPY))
+        elif requests := lock_requests_to_publish(d.state):
+            d.send(d.granted(requests[0]))
         elif signals := waiting_signals(d):
             d.signal(signals[0], {"ok": True})
         else:
