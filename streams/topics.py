@@ -32,6 +32,9 @@ class TopicSpec:
         events: the event types allowed on the topic; any other type is dead-lettered.
         compacted: log compaction instead of time retention.
         copartitioned: must have the same partition count as the other co-partitioned topics.
+        retained: kept forever (``retention.ms=-1``): the topic is the state of
+            record that recovery folds from offset 0 (the journal: workflows;
+            locks: fencing tokens must never restart).
     """
 
     name: str
@@ -39,6 +42,7 @@ class TopicSpec:
     events: frozenset[str]
     compacted: bool = False
     copartitioned: bool = False
+    retained: bool = False
 
 
 def _spec(name: str, key: str, **kw: bool) -> TopicSpec:
@@ -48,9 +52,9 @@ def _spec(name: str, key: str, **kw: bool) -> TopicSpec:
 
 
 REQUESTS = _spec("requests", "workflow_id", copartitioned=True)
-JOURNAL = _spec("journal", "workflow_id", copartitioned=True)
+JOURNAL = _spec("journal", "workflow_id", copartitioned=True, retained=True)
 RESPONSES = _spec("responses", "workflow_id", copartitioned=True)
-LOCKS = _spec("locks", "resource")
+LOCKS = _spec("locks", "resource", retained=True)
 CACHE = _spec("cache", "agent_id")
 AGENTS = _spec("agents", "agent_id", compacted=True)
 DEADLETTER = _spec("deadletter", "original key")
@@ -86,6 +90,8 @@ def spec_for(settings: Settings, full_name: str) -> TopicSpec | None:
 def new_topic(settings: Settings, spec: TopicSpec) -> NewTopic:
     """The aiokafka ``NewTopic`` for a spec under the given settings."""
     configs = {"cleanup.policy": "compact"} if spec.compacted else {}
+    if spec.retained:
+        configs["retention.ms"] = "-1"
     return NewTopic(
         settings.topic(spec.name),
         settings.partitions,
