@@ -499,6 +499,19 @@ class AgentDeregistered:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AgentKindCircuitChanged:
+    """An orchestrator's circuit breaker for ``agent_kind`` changed state (key ``circuit:<kind>``)."""
+
+    envelope: Envelope
+    agent_kind: str
+    state: str
+    consecutive_failures: int
+    retry_at: datetime | None = None
+    reason: str = ""
+    orchestrator: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeadLetterHeader:
     """One Kafka record header (the ``agentlog.DeadLetterHeader`` record)."""
 
@@ -556,6 +569,7 @@ Event: TypeAlias = (
     | AgentRegistered
     | AgentHeartbeat
     | AgentDeregistered
+    | AgentKindCircuitChanged
     | DeadLetter
 )
 
@@ -568,7 +582,7 @@ _TOPIC_FAMILIES = {
     "responses": "TaskCompleted TaskFailed TaskProgress",
     "locks": "LockRequested LockGranted LockQueued LockDenied LockRenewed LockReleased LockExpired",
     "cache": "CacheStats",
-    "agents": "AgentRegistered AgentHeartbeat AgentDeregistered",
+    "agents": "AgentRegistered AgentHeartbeat AgentDeregistered AgentKindCircuitChanged",
     "deadletter": "DeadLetter",
 }
 

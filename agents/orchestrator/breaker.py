@@ -11,9 +11,11 @@ Held tasks stay ``StepScheduled`` in the journal: their deadlines still run, so
 a step with ``timeout_ms`` times out and retries as usual, and a restarted
 orchestrator (whose breakers start closed) re-publishes them on recovery.
 
-Breaker state is per orchestrator process and not durable. A journal or
-``agents``-topic event (``CircuitOpened`` / ``CircuitClosed``) would share it
-between instances and show it in projections: see ``docs/orchestrator.md``.
+Every change of state is recorded: :meth:`CircuitBreakers.drain` gives the
+:class:`Change` list, which the runner publishes as ``AgentKindCircuitChanged``
+on the agents topic (key ``circuit:<kind>``, compacted: the last state per
+kind stays). Each orchestrator instance decides with its own breakers (they
+start closed); the events are the record, for people and projections.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from agentlog.schemas.events import StepCompleted, StepFailed, StepTimedOut, TaskFailed
+from agentlog.schemas.events import (
+    AgentKindCircuitChanged,
+    StepCompleted,
+    StepFailed,
+    StepTimedOut,
+    TaskFailed,
+    new_envelope,
+)
 from agentlog.workflow import Input, JournalEvent, WorkflowState
 
 logger = logging.getLogger(__name__)
@@ -36,6 +45,18 @@ class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One state change of one kind's breaker."""
+
+    kind: str
+    state: BreakerState
+    failures: int
+    retry_at: datetime | None
+    reason: str
+    at: datetime
 
 
 @dataclass(slots=True)
@@ -60,11 +81,17 @@ class CircuitBreakers:
         self.threshold = threshold
         self.cooldown = cooldown
         self._kinds: dict[str, _Kind] = {}
+        self._changes: list[Change] = []
 
     def state(self, kind: str) -> BreakerState:
         """The breaker state of ``kind`` (closed for a kind never seen)."""
         found = self._kinds.get(kind)
         return found.state if found is not None else BreakerState.CLOSED
+
+    def drain(self) -> list[Change]:
+        """The state changes since the last call, in order."""
+        changes, self._changes = self._changes, []
+        return changes
 
     def record(self, kind: str, *, ok: bool, now: datetime) -> None:
         """Count one outcome of a task of ``kind``."""
@@ -74,6 +101,9 @@ class CircuitBreakers:
         if ok:
             if breaker.state is not BreakerState.CLOSED:
                 logger.warning("circuit of agent kind %s closed: a task succeeded", kind)
+                self._changes.append(
+                    Change(kind, BreakerState.CLOSED, 0, None, "a task of the kind succeeded", now)
+                )
             breaker.state, breaker.failures, breaker.since = BreakerState.CLOSED, 0, None
             return
         breaker.failures += 1
@@ -87,7 +117,15 @@ class CircuitBreakers:
                 breaker.failures,
                 self.cooldown.total_seconds(),
             )
+            reason = (
+                "the probe failed"
+                if breaker.state is BreakerState.HALF_OPEN
+                else f"{breaker.failures} consecutive failures"
+            )
             breaker.state, breaker.since = BreakerState.OPEN, now
+            self._changes.append(
+                Change(kind, BreakerState.OPEN, breaker.failures, now + self.cooldown, reason, now)
+            )
 
     def admit(self, kind: str, now: datetime) -> bool:
         """True when a task of ``kind`` may be published now (a probe counts as admitted)."""
@@ -102,6 +140,10 @@ class CircuitBreakers:
         ):
             logger.warning("circuit of agent kind %s half-open: publishing one probe", kind)
             breaker.state, breaker.since = BreakerState.HALF_OPEN, now
+            reason = "cooldown over: one probe task published"
+            self._changes.append(
+                Change(kind, breaker.state, breaker.failures, now + self.cooldown, reason, now)
+            )
             return True
         return False
 
@@ -121,6 +163,29 @@ class CircuitBreakers:
         if now >= expired_at:
             logger.warning("circuit of agent kind %s: the probe got no answer; open again", kind)
             breaker.state, breaker.since = BreakerState.OPEN, expired_at
+            retry_at = expired_at + self.cooldown
+            reason = "the probe got no answer"
+            self._changes.append(
+                Change(kind, breaker.state, breaker.failures, retry_at, reason, expired_at)
+            )
+
+
+def circuit_event(change: Change, orchestrator: str) -> AgentKindCircuitChanged:
+    """The ``AgentKindCircuitChanged`` recording ``change`` (key ``circuit:<kind>``)."""
+    return AgentKindCircuitChanged(
+        envelope=new_envelope(
+            "AgentKindCircuitChanged",
+            f"circuit:{change.kind}",
+            source="orchestrator",
+            occurred_at=change.at,
+        ),
+        agent_kind=change.kind,
+        state=change.state.value,
+        consecutive_failures=change.failures,
+        retry_at=change.retry_at,
+        reason=change.reason,
+        orchestrator=orchestrator,
+    )
 
 
 def health_signals(

@@ -30,7 +30,7 @@ from agentlog.settings import Settings
 from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.streams.deadletter import DeadLetterWriter
 from agentlog.streams.producer import EventProducer
-from agentlog.streams.topics import JOURNAL, LOCKS, REQUESTS, RESPONSES, ensure_topics
+from agentlog.streams.topics import AGENTS, JOURNAL, LOCKS, REQUESTS, RESPONSES, ensure_topics
 from agentlog.workflow import (
     TaskStatus,
     WorkflowRegistry,
@@ -42,7 +42,7 @@ from agentlog.workflow import (
     tasks_to_publish,
 )
 
-from .breaker import CircuitBreakers
+from .breaker import CircuitBreakers, circuit_event
 from .inputs import BatchDecider, Outcome
 from .journal import JournalWriter, read_journal
 from .kafka import assignor_names, pause, use_range_assignor
@@ -101,6 +101,7 @@ class RunnerStats:
     decided: int = 0
     journal_events: int = 0
     lock_commands: int = 0
+    circuit_changes: int = 0
     forwarded: int = 0
     recoveries: int = 0
     recovered_workflows: int = 0
@@ -141,6 +142,7 @@ class Orchestrator:
         self._responses = settings.topic(RESPONSES.name)
         self._journal_topic = settings.topic(JOURNAL.name)
         self._locks = settings.topic(LOCKS.name)
+        self._agents = settings.topic(AGENTS.name)
         self._breakers = CircuitBreakers(
             self.config.breaker_threshold, timedelta(milliseconds=self.config.breaker_cooldown_ms)
         )
@@ -344,6 +346,7 @@ class Orchestrator:
         # 3. then the input offsets
         await self._commit(moved)
         self._count(outcome)
+        await self._record_circuits()
 
     async def _forward(self, items: list[tuple[Delivered, int]]) -> None:
         """Re-produce inputs that arrived on a partition other than their workflow's."""
@@ -383,6 +386,19 @@ class Orchestrator:
         futures = [await producer.enqueue(self._locks, command) for command in commands]
         await asyncio.gather(*futures)
         self.stats.lock_commands += len(commands)
+
+    async def _record_circuits(self) -> None:
+        """Publish the breakers' state changes as ``AgentKindCircuitChanged`` (agents topic)."""
+        changes = self._breakers.drain()
+        if not changes:
+            return
+        producer = self._require(self._producer)
+        futures = [
+            await producer.enqueue(self._agents, circuit_event(change, self.settings.source))
+            for change in changes
+        ]
+        await asyncio.gather(*futures)
+        self.stats.circuit_changes += len(changes)
 
     async def _commit(self, moved: dict[TopicPartition, int]) -> None:
         offsets = {

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiokafka.structs import TopicPartition
 
 from agentlog.agents.orchestrator import BreakerState, Orchestrator, OrchestratorConfig
 from agentlog.client import AgentlogClient
 from agentlog.schemas.events import (
+    AgentKindCircuitChanged,
+    Event,
     StepCompleted,
     StepFailed,
     StepRetryScheduled,
@@ -19,7 +22,9 @@ from agentlog.schemas.events import (
     WorkflowFailed,
 )
 from agentlog.settings import Settings
+from agentlog.streams.consumer import EventConsumer
 from agentlog.streams.producer import EventProducer
+from agentlog.streams.topics import AGENTS
 from agentlog.workflow import RetryPolicy, WorkflowRegistry, WorkflowStatus, workflow
 from tests.integration.orchestrator.harness import (
     Done,
@@ -212,3 +217,24 @@ async def test_a_failing_agent_kind_opens_its_breaker_which_holds_tasks_until_a_
     third = next(e for e in tail.of(fragile) if isinstance(e, StepScheduled) and e.attempt == 3)
     held_for = (responder.received[third.task_id] - third.envelope.occurred_at).total_seconds()
     assert held_for >= 0.5, f"attempt 3 reached the agent {held_for:.2f} s after it was scheduled"
+    # every change is recorded on the agents topic, keyed by kind
+    circuits = [e for e in await read_agents_topic(settings) if e.envelope.key == "circuit:fragile"]
+    assert [e.state for e in circuits] == ["open", "half_open", "closed"]
+    assert all(isinstance(e, AgentKindCircuitChanged) for e in circuits)
+    assert orch.stats.circuit_changes == 3
+
+
+async def read_agents_topic(settings: Settings) -> list[Event]:
+    """Every event on the agents topic now."""
+    topic = settings.topic(AGENTS.name)
+    async with EventProducer(settings) as producer:
+        tps = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+    async with EventConsumer(settings, group_id=None, dead_letters=None) as consumer:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        found: list[Event] = []
+        async with asyncio.timeout(20):
+            while any(consumer.positions().get(tp, 0) < end for tp, end in ends.items()):
+                found += [d.event for d in await consumer.poll(timeout_ms=200)]
+        return found

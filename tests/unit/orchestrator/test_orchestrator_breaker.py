@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from agentlog.agents.orchestrator import BreakerState, CircuitBreakers
-from agentlog.agents.orchestrator.breaker import health_signals
+from agentlog.agents.orchestrator.breaker import circuit_event, health_signals
 from agentlog.workflow import RetryPolicy, WorkflowRegistry, workflow
 from tests.unit.workflow.harness import Driver
 
@@ -95,3 +95,36 @@ def test_a_terminal_agent_answer_counts_as_healthy() -> None:
     before = d.state
     events = d.fail("a", kind="bad", retryable=False)
     assert list(health_signals(before, d.inputs[-1], events)) == [("alpha", True)]
+
+
+def test_every_state_change_is_recorded_once_in_order() -> None:
+    breakers = CircuitBreakers(2, COOLDOWN)
+    breakers.record("k", ok=False, now=T0)
+    assert breakers.drain() == []  # one failure changes no state
+    breakers.record("k", ok=False, now=at(1))
+    breakers.admit("k", at(31))  # the probe
+    breakers.admit("k", at(62))  # unanswered: open again at 61
+    breakers.admit("k", at(91))  # the next probe
+    breakers.record("k", ok=True, now=at(92))
+    changes = breakers.drain()
+    assert [(c.state, c.at, c.retry_at) for c in changes] == [
+        (BreakerState.OPEN, at(1), at(31)),
+        (BreakerState.HALF_OPEN, at(31), at(61)),
+        (BreakerState.OPEN, at(61), at(91)),
+        (BreakerState.HALF_OPEN, at(91), at(121)),
+        (BreakerState.CLOSED, at(92), None),
+    ]
+    assert changes[0].failures == 2
+    assert changes[0].reason == "2 consecutive failures"
+    assert breakers.drain() == []
+
+
+def test_a_change_becomes_an_agent_kind_circuit_changed_event_keyed_by_kind() -> None:
+    breakers = CircuitBreakers(1, COOLDOWN)
+    breakers.record("writer", ok=False, now=T0)
+    (change,) = breakers.drain()
+    event = circuit_event(change, "orchestrator-a")
+    assert event.envelope.key == "circuit:writer"
+    assert (event.agent_kind, event.state, event.consecutive_failures) == ("writer", "open", 1)
+    assert (event.retry_at, event.orchestrator) == (at(30), "orchestrator-a")
+    assert event.envelope.occurred_at == T0
