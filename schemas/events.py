@@ -19,6 +19,8 @@ breaking callers. This module is pure: it imports neither fastavro nor Kafka.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -500,7 +502,7 @@ class AgentDeregistered:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentKindCircuitChanged:
-    """An orchestrator's circuit breaker for ``agent_kind`` changed state (key ``circuit:<kind>``)."""
+    """An orchestrator's breaker for ``agent_kind`` changed state (key ``circuit:<kind>``)."""
 
     envelope: Envelope
     agent_kind: str
@@ -626,7 +628,31 @@ def derive_event_id(parent_event_id: str, index: int) -> str:
     Returns:
         A UUIDv5 string, stable across processes and versions.
     """
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{parent_event_id}/{index}"))
+    digest = hashlib.sha1(  # noqa: S324 - UUIDv5 is defined on SHA-1; not a security use
+        _NAMESPACE_BYTES + f"{parent_event_id}/{index}".encode()
+    ).digest()
+    return _uuid_text(digest, 0x50)
+
+
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
+def _uuid_text(raw: bytes, version: int) -> str:
+    """The canonical text of a UUID from 16+ bytes, with ``version`` (0x40, 0x50) and variant set.
+
+    Equal to ``str(uuid.UUID(bytes=raw[:16], version=...))`` (a test checks it), without
+    building ``UUID`` objects: event ids are made for every event.
+    """
+    b = bytearray(raw[:16])
+    b[6] = (b[6] & 0x0F) | version
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def random_event_id() -> str:
+    """A random UUIDv4 string (what ``str(uuid.uuid4())`` gives, about 3x cheaper)."""
+    return _uuid_text(os.urandom(16), 0x40)
 
 
 def new_envelope(
@@ -661,15 +687,18 @@ def new_envelope(
         )
     if occurred_at is None:
         occurred_at = datetime.now(UTC)
-    elif occurred_at.tzinfo is None:
-        raise SchemaError(
-            f"occurred_at={occurred_at.isoformat()} is naive; pass an aware datetime, e.g. tz=UTC"
-        )
-    event_id = event_id or str(uuid.uuid4())
+    elif occurred_at.tzinfo is not UTC:
+        if occurred_at.tzinfo is None:
+            raise SchemaError(
+                f"occurred_at={occurred_at.isoformat()} is naive; "
+                "pass an aware datetime, e.g. tz=UTC"
+            )
+        occurred_at = occurred_at.astimezone(UTC)
+    event_id = event_id or random_event_id()
     return Envelope(
         event_id=event_id,
         type=type_name,
-        occurred_at=occurred_at.astimezone(UTC),
+        occurred_at=occurred_at,
         key=key,
         causation_id=causation_id,
         correlation_id=correlation_id or event_id,

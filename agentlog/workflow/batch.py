@@ -9,7 +9,6 @@ the state ``decide`` ends with is exactly the fold of its events.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from agentlog.schemas.events import (
@@ -31,6 +30,7 @@ from agentlog.schemas.events import (
 )
 from agentlog.workflow.evolve import evolve
 from agentlog.workflow.state import WorkflowState
+from agentlog.workflow.values import replace
 
 #: ``source`` of every decision.
 SOURCE = "orchestrator"

@@ -19,7 +19,6 @@ journal with duplicates gives the same state.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from types import MappingProxyType
 
 from agentlog.schemas.events import (
@@ -58,6 +57,7 @@ from agentlog.workflow.state import (
     WorkflowState,
     WorkflowStatus,
 )
+from agentlog.workflow.values import replace
 
 
 def evolve(state: WorkflowState | None, event: Event) -> WorkflowState | None:

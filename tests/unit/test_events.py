@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentlog.errors import SchemaError
 from agentlog.schemas import events as ev
@@ -215,6 +217,19 @@ def test_derive_event_id_is_deterministic_and_distinct() -> None:
     assert uuid.UUID(derive_event_id(parent, 0)).version == 5
     ids = {derive_event_id(p, i) for p in (parent, str(uuid.uuid4())) for i in range(50)}
     assert len(ids) == 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parent=st.text(max_size=80),
+    index=st.integers(0, 10_000),
+    raw=st.binary(min_size=16, max_size=16),
+)
+def test_event_ids_equal_what_the_uuid_module_makes(parent: str, index: int, raw: bytes) -> None:
+    expected = uuid.uuid5(ev.EVENT_ID_NAMESPACE, f"{parent}/{index}")
+    assert derive_event_id(parent, index) == str(expected)
+    assert ev._uuid_text(raw, 0x40) == str(uuid.UUID(bytes=raw, version=4))
+    assert uuid.UUID(ev.random_event_id()).version == 4
 
 
 def test_derived_envelope_carries_causation_correlation_and_trace() -> None:
