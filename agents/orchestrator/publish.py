@@ -84,6 +84,14 @@ class TaskPublisher:
 
     async def publish(self, tasks: Sequence[tuple[int, TaskRequested]], now: datetime) -> None:
         """Publish ``(partition, task)`` pairs (or hold them); return once all are acked."""
+        futures = await self.publish_nowait(tasks, now)
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def publish_nowait(
+        self, tasks: Sequence[tuple[int, TaskRequested]], now: datetime
+    ) -> list[asyncio.Future[RecordMetadata]]:
+        """Send ``(partition, task)`` pairs (or hold them); return their acks' futures."""
         await self._ensure_topics({task.agent_kind for _, task in tasks})
         futures: list[asyncio.Future[RecordMetadata]] = []
         for partition, task in tasks:
@@ -96,12 +104,16 @@ class TaskPublisher:
             else:
                 futures.append(await self._producer.enqueue(topic, task))
                 self.stats.published += 1
-        if futures:
-            await asyncio.gather(*futures)
-        await self.release(now)
+        return futures + await self.release_nowait(now)
 
     async def release(self, now: datetime) -> None:
-        """Publish held tasks of kinds whose breaker admits them now (probes included)."""
+        """Publish held tasks of kinds whose breaker admits them now; return once acked."""
+        futures = await self.release_nowait(now)
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def release_nowait(self, now: datetime) -> list[asyncio.Future[RecordMetadata]]:
+        """Send held tasks of kinds whose breaker admits them now (probes included)."""
         futures: list[asyncio.Future[RecordMetadata]] = []
         for kind, queue in self._held.items():
             topic = self._topics.get(kind)
@@ -116,8 +128,7 @@ class TaskPublisher:
                 futures.append(await self._producer.enqueue(topic, task))
                 self.stats.published += 1
         self._held = {kind: queue for kind, queue in self._held.items() if queue}
-        if futures:
-            await asyncio.gather(*futures)
+        return futures
 
     @property
     def holding(self) -> bool:
@@ -129,14 +140,22 @@ class TaskPublisher:
         return len(self._held.get(kind, ()))
 
     async def cancel(self, cancellations: Sequence[TaskCancelled]) -> None:
-        """Tasks whose workflow ended: drop held ones, publish a ``TaskCancelled`` for each.
+        """:meth:`cancel_nowait`, and return once every ``TaskCancelled`` is acknowledged."""
+        futures = await self.cancel_nowait(cancellations)
+        if futures:
+            await asyncio.gather(*futures)
 
-        Published whether or not the task itself went out (a held task may have
-        been published by an earlier owner; agents remember cancelled ids), and
-        acknowledged before this returns. Kinds that name no topic are skipped.
+    async def cancel_nowait(
+        self, cancellations: Sequence[TaskCancelled]
+    ) -> list[asyncio.Future[RecordMetadata]]:
+        """Tasks whose workflow ended: drop held ones, send a ``TaskCancelled`` for each.
+
+        Sent whether or not the task itself went out (a held task may have
+        been published by an earlier owner; agents remember cancelled ids).
+        Kinds that name no topic are skipped. Returns the acks' futures.
         """
         if not cancellations:
-            return
+            return []
         ids = {c.task_id for c in cancellations}
         for kind, queue in self._held.items():
             self._held[kind] = deque(item for item in queue if item[1].task_id not in ids)
@@ -157,8 +176,7 @@ class TaskPublisher:
                 "" if topic is not None else " locally only (the kind names no topic)",
                 cancelled.reason,
             )
-        if futures:
-            await asyncio.gather(*futures)
+        return futures
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget held tasks of partitions this member no longer owns."""

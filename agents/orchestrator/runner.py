@@ -4,8 +4,11 @@ One consumer group (``<prefix>.orchestrator``) reads ``requests`` +
 ``responses`` with the range assignor, so a member owns partition ``p`` of
 both (and writes partition ``p`` of the journal): single writer per workflow.
 Per batch: decide (:mod:`.inputs`), append the decisions to the journal and
-wait for the acks, publish the tasks and wait for the acks, then commit the
-input offsets. See ``docs/orchestrator.md`` for the guarantees and failure modes.
+wait for the acks, then send the tasks and lock commands; a background
+*settle* step waits for their acks and only then commits the batch's input
+offsets, while the loop already decides the next batch. Settles run in batch
+order (commits never go backwards) and at most ``max_settling`` are pending.
+See ``docs/orchestrator.md`` for the guarantees and failure modes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -78,6 +82,8 @@ class OrchestratorConfig:
             circuit breaker; 0 disables breakers.
         breaker_cooldown_ms: how long an open breaker holds tasks before a probe.
         journal_batch_bytes: bytes of whole decisions packed into one record batch.
+        max_settling: batches whose task acks and offset commit may be pending
+            while the next batches are decided (1 waits for each batch).
         recovery_cancel_window_ms: on recovery, workflows that ended this recently
             (by the runner's clock) have their open tasks' ``TaskCancelled``
             published again, in case a crash came between the journal and them.
@@ -90,6 +96,7 @@ class OrchestratorConfig:
     breaker_cooldown_ms: int = 30_000
     journal_batch_bytes: int = 256 * 1024
     recovery_cancel_window_ms: int = 3_600_000
+    max_settling: int = 4
 
 
 @dataclass(slots=True)
@@ -161,6 +168,7 @@ class Orchestrator:
         self._decider: BatchDecider | None = None
         self._journal: JournalWriter | None = None
         self._publisher: TaskPublisher | None = None
+        self._settling: deque[asyncio.Task[None]] = deque()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -298,10 +306,16 @@ class Orchestrator:
         try:
             while not self._stopping.is_set():
                 await self._step()
+            await self._drain_settling()
         except Exception as e:
             self._failure = e
             logger.exception("orchestrator %s failed", self.group_id)
         finally:
+            for task in self._settling:  # after a failure: acks nobody waits for any more
+                task.cancel()
+            if self._settling:
+                await asyncio.wait(self._settling)
+            self._settling.clear()
             self._done.set()
 
     async def _step(self) -> None:
@@ -336,15 +350,15 @@ class Orchestrator:
             *(journal.append(p, groups) for p, groups in outcome.journal.items()),
             self._forward(outcome.forward),
         )
-        # 2. then the tasks it scheduled and the lock commands, and cancellations of
-        #    ended workflows, acknowledged
-        await asyncio.gather(
-            publisher.publish(decider.tasks(self._parts, outcome), now),
-            self._send_locks(outcome.locks),
+        # 2. then the tasks it scheduled, the lock commands and cancellations of ended
+        #    workflows are sent; 3. once they are acknowledged, the input offsets are
+        #    committed, in the background (the next batch is decided meanwhile)
+        futures = await publisher.publish_nowait(decider.tasks(self._parts, outcome), now)
+        futures += await self._enqueue_locks(outcome.locks)
+        futures += await publisher.cancel_nowait(
+            [cancellation_for(s, reason) for s, reason in outcome.ended]
         )
-        await publisher.cancel([cancellation_for(s, reason) for s, reason in outcome.ended])
-        # 3. then the input offsets
-        await self._commit(moved)
+        await self._settle(futures, self._committable(moved))
         self._count(outcome)
         await self._record_circuits()
 
@@ -378,14 +392,62 @@ class Orchestrator:
         await asyncio.gather(*futures)
         self.stats.forwarded += len(items)
 
-    async def _send_locks(self, commands: Sequence[LockRequested | LockReleased]) -> None:
-        """Produce lock requests and releases to the locks topic (key: resource); wait for acks."""
-        if not commands:
-            return
+    async def _enqueue_locks(
+        self, commands: Sequence[LockRequested | LockReleased]
+    ) -> list[asyncio.Future[RecordMetadata]]:
+        """Send lock requests and releases to the locks topic (key: resource); their acks."""
         producer = self._require(self._producer)
         futures = [await producer.enqueue(self._locks, command) for command in commands]
-        await asyncio.gather(*futures)
         self.stats.lock_commands += len(commands)
+        return futures
+
+    async def _settle(
+        self, futures: list[asyncio.Future[RecordMetadata]], offsets: dict[TopicPartition, int]
+    ) -> None:
+        """Commit ``offsets`` once ``futures`` (and every earlier batch) are acknowledged."""
+        self._raise_settle_failure()
+        if not futures and not offsets:
+            return
+        previous = self._settling[-1] if self._settling else None
+        task = asyncio.create_task(self._settle_after(previous, futures, offsets))
+        self._settling.append(task)
+        while len(self._settling) > max(0, self.config.max_settling - 1) or (
+            self._settling and self._settling[0].done()
+        ):
+            await asyncio.wait([self._settling[0]])
+            self._raise_settle_failure()
+            self._settling.popleft()
+
+    async def _settle_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        futures: list[asyncio.Future[RecordMetadata]],
+        offsets: dict[TopicPartition, int],
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # in batch order; its failure surfaces on its own
+        if futures:
+            await asyncio.gather(*futures)
+        await self._commit(offsets)
+
+    def _raise_settle_failure(self) -> None:
+        for task in self._settling:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def _drain_settling(self) -> None:
+        """Wait until every pending settle is done (before a rebalance or a stop)."""
+        while self._settling:
+            await asyncio.wait([self._settling[0]])
+            self._raise_settle_failure()
+            self._settling.popleft()
+
+    def _committable(self, moved: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        return {
+            tp: offset
+            for tp, offset in moved.items()
+            if tp.partition in self._parts and tp.topic in (self._requests, self._responses)
+        }
 
     async def _record_circuits(self) -> None:
         """Publish the breakers' state changes as ``AgentKindCircuitChanged`` (agents topic)."""
@@ -400,12 +462,7 @@ class Orchestrator:
         await asyncio.gather(*futures)
         self.stats.circuit_changes += len(changes)
 
-    async def _commit(self, moved: dict[TopicPartition, int]) -> None:
-        offsets = {
-            tp: offset
-            for tp, offset in moved.items()
-            if tp.partition in self._parts and tp.topic in (self._requests, self._responses)
-        }
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:
             return
         try:
@@ -479,6 +536,7 @@ class Orchestrator:
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         numbers = {tp.partition for tp in revoked}
         async with self._lock:  # waits for the batch in progress: it appends, publishes, commits
+            await self._drain_settling()  # commit what was decided while we own the partitions
             self._epoch += 1
             self._drop(numbers & set(self._parts))
             self._pending -= numbers
@@ -514,8 +572,10 @@ class Orchestrator:
         # a crash between journal and tasks loses nothing: agents drop what they already got,
         # the lock manager ignores requests it knows and releases of leases that ended
         publisher = self._require(self._publisher)
-        await self._send_locks(locks)
+        lock_acks = await self._enqueue_locks(locks)
         await publisher.publish(tasks, now)
+        if lock_acks:
+            await asyncio.gather(*lock_acks)
         await publisher.cancel(cancellations)
         stats = self.stats
         stats.recoveries += 1
