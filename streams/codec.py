@@ -63,14 +63,66 @@ def _finite_float(text: str) -> float:
     return value
 
 
-#: Canonical JSON text: the same value always gives the same bytes.
-dumps_json: Callable[[Any], str] = json.JSONEncoder(
+_JSON_ENCODER = json.JSONEncoder(
     separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
-).encode
+)
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    """``_JSON_ENCODER.encode`` without rebuilding its C encoder on every call.
+
+    ``JSONEncoder.encode`` makes a new C encoder per call, two thirds of its
+    time on the small JSON fields of events; this makes it once. With
+    ``markers=None`` there is no circular-reference check: a cyclic value ends
+    in a RecursionError (a SchemaError from :meth:`AvroCodec.encode`) instead
+    of a ValueError. Falls back to ``encode`` without the C accelerator or if
+    the accelerator's signature is not the expected one.
+    """
+    e = _JSON_ENCODER
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        chunks = make(
+            None,
+            e.default,
+            json.encoder.encode_basestring,
+            e.indent,
+            e.key_separator,
+            e.item_separator,
+            e.sort_keys,
+            e.skipkeys,
+            e.allow_nan,
+        )
+        join = "".join
+
+        def dumps(value: Any) -> str:
+            return join(chunks(value, 0))
+
+        probe = {"b": [1, 2.5, None, True, "é\n"], "a": {}}
+        if dumps(probe) == e.encode(probe):
+            return dumps
+    except TypeError:  # no accelerator (None), or another signature
+        pass
+    return e.encode
+
+
+_JSON_SCAN: Any = _JSON_DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _loads(text: str, *, _scan: Any = _JSON_SCAN, _slow: Any = _JSON_DECODER.decode) -> Any:
+    # The scanner alone when the text is exactly one value (what dumps_json writes);
+    # JSONDecoder.decode, with its whitespace handling and error messages, otherwise.
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return _slow(text)
+    return value if end == len(text) else _slow(text)
+
+
+#: Canonical JSON text: the same value always gives the same bytes.
+dumps_json: Callable[[Any], str] = _make_dumps()
 #: Strict JSON parsing: NaN and Infinity are rejected, as other languages would.
-loads_json: Callable[[str], Any] = json.JSONDecoder(
-    parse_constant=_reject_constant, parse_float=_finite_float
-).decode
+loads_json: Callable[[str], Any] = _loads
 
 
 class _Truncated(Exception):

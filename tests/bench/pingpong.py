@@ -7,10 +7,24 @@ topic; the client consumes the replies. Two measures per variant:
 - latency: one request in flight at a time, p50/p99 of the round trip;
 - throughput: up to ``--window`` requests in flight, round trips per second.
 
-The raw variant sends opaque bytes of the same size as the agentlog event; the
-agentlog variant encodes a ``TaskRequested`` with the Avro codec, the echo
-decodes it and answers with an encoded ``TaskCompleted``, and the client
-decodes that. Variants alternate for ``--rounds`` rounds; medians are reported.
+Variants:
+
+- ``raw``: opaque bytes of the same size as the agentlog event, one plain
+  ``AIOKafkaProducer.send()`` per record (idiomatic aiokafka; the baseline);
+- ``raw-batch``: the same bytes, but the records the client sends at once and
+  each echo poll's answers go through aiokafka's ``create_batch()`` /
+  ``send_batch()`` to a known partition (no futures or partitioning per record:
+  the cheapest aiokafka can produce, the fair baseline for ``agentlog``);
+- ``agentlog``: the client builds a ``TaskRequested`` event per request and
+  sends it with ``EventProducer.enqueue``; the echo decodes it
+  (``EventConsumer``), answers with a new ``TaskCompleted`` sent with
+  ``enqueue``, and the client decodes that. Avro codec, envelopes and keys as
+  in production;
+- ``agentlog-batch``: the same events, but what the client sends at once and
+  each echo poll's answers go through ``EventProducer.enqueue_batch``.
+
+Variants alternate for ``--rounds`` rounds; medians are reported, and the
+throughput ratios against ``raw`` and ``raw-batch`` of the same run.
 
 Run: ``python -m tests.bench.pingpong`` (starts an embedded Tansu broker) or
 ``AGENTLOG_KAFKA_BOOTSTRAP=host:port python -m tests.bench.pingpong``.
@@ -43,6 +57,8 @@ from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import TopicSpec, ensure_topics
 
 FETCH_WAIT_MS = 5
+VARIANTS = ("raw", "raw-batch", "agentlog", "agentlog-batch")
+BATCHED = frozenset({"raw-batch", "agentlog-batch"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +103,9 @@ def task_completed(req: TaskRequested) -> TaskCompleted:
 # --------------------------------------------------------------------- echo side
 
 
-async def _raw_echo(bootstrap: str, req_topic: str, rep_topic: str, ready: Any) -> None:
+async def _raw_echo(
+    bootstrap: str, req_topic: str, rep_topic: str, ready: Any, batched: bool
+) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         fetch_max_wait_ms=FETCH_WAIT_MS,
@@ -103,6 +121,9 @@ async def _raw_echo(bootstrap: str, req_topic: str, rep_topic: str, ready: Any) 
         while True:
             batch = await consumer.getmany(timeout_ms=100, max_records=1000)
             for records in batch.values():
+                if batched:
+                    await _raw_send_batch(producer, rep_topic, [(r.key, r.value) for r in records])
+                    continue
                 for r in records:
                     await producer.send(rep_topic, r.value, key=r.key)
     finally:
@@ -110,7 +131,23 @@ async def _raw_echo(bootstrap: str, req_topic: str, rep_topic: str, ready: Any) 
         await consumer.stop()
 
 
-async def _agentlog_echo(bootstrap: str, req_topic: str, rep_topic: str, ready: Any) -> None:
+async def _raw_send_batch(
+    producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes | None, bytes | None]]
+) -> None:
+    """The records as few aiokafka record batches to partition 0 (the topics have one)."""
+    builder = producer.create_batch()
+    for key, value in records:
+        if builder.append(timestamp=None, key=key, value=value) is None:
+            await producer.send_batch(builder, topic, partition=0)
+            builder = producer.create_batch()
+            builder.append(timestamp=None, key=key, value=value)
+    if builder.record_count():
+        await producer.send_batch(builder, topic, partition=0)
+
+
+async def _agentlog_echo(
+    bootstrap: str, req_topic: str, rep_topic: str, ready: Any, batched: bool
+) -> None:
     settings = _settings(bootstrap)
     async with (
         EventProducer(settings) as producer,
@@ -119,14 +156,21 @@ async def _agentlog_echo(bootstrap: str, req_topic: str, rep_topic: str, ready: 
         consumer.assign([TopicPartition(req_topic, 0)])
         ready.set()
         while True:
+            replies = []
             for item in await consumer.poll(timeout_ms=100):
                 assert isinstance(item.event, TaskRequested)
-                await producer.enqueue(rep_topic, task_completed(item.event))
+                replies.append(task_completed(item.event))
+            if batched:
+                if replies:
+                    await producer.enqueue_batch(rep_topic, replies)
+                continue
+            for reply in replies:
+                await producer.enqueue(rep_topic, reply)
 
 
 def _echo_main(variant: str, bootstrap: str, req: str, rep: str, ready: Any) -> None:
-    fn = _raw_echo if variant == "raw" else _agentlog_echo
-    asyncio.run(fn(bootstrap, req, rep, ready))
+    fn = _raw_echo if variant.startswith("raw") else _agentlog_echo
+    asyncio.run(fn(bootstrap, req, rep, ready, variant in BATCHED))
 
 
 # ------------------------------------------------------------------- client side
@@ -141,9 +185,13 @@ class Client:
 
     send: Callable[[int], Awaitable[None]]
     receive: Callable[[], Awaitable[list[int]]]
+    #: Sends many requests at once, if the variant batches (else ``send`` per id).
+    send_many: Callable[[range], Awaitable[None]] | None = None
 
 
-async def _raw_client(bootstrap: str, req: str, rep: str, size: int) -> tuple[Client, Any]:
+async def _raw_client(
+    bootstrap: str, req: str, rep: str, size: int, batched: bool
+) -> tuple[Client, Any]:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -160,11 +208,16 @@ async def _raw_client(bootstrap: str, req: str, rep: str, size: int) -> tuple[Cl
     async def send(i: int) -> None:
         await producer.send(req, i.to_bytes(8, "big") + pad, key=b"wf")
 
+    async def send_many(ids: range) -> None:
+        await _raw_send_batch(producer, req, [(b"wf", i.to_bytes(8, "big") + pad) for i in ids])
+
     async def receive() -> list[int]:
         batch = await consumer.getmany(timeout_ms=100, max_records=1000)
         return [int.from_bytes(r.value[:8], "big") for rs in batch.values() for r in rs]
 
     client.send, client.receive = send, receive
+    if batched:
+        client.send_many = send_many
 
     async def close() -> None:
         await producer.stop()
@@ -173,7 +226,9 @@ async def _raw_client(bootstrap: str, req: str, rep: str, size: int) -> tuple[Cl
     return client, close
 
 
-async def _agentlog_client(bootstrap: str, req: str, rep: str, size: int) -> tuple[Client, Any]:
+async def _agentlog_client(
+    bootstrap: str, req: str, rep: str, size: int, batched: bool
+) -> tuple[Client, Any]:
     settings = _settings(bootstrap)
     producer = EventProducer(settings)
     consumer = EventConsumer(settings, group_id=None, dead_letters=None, max_records=1000)
@@ -186,10 +241,15 @@ async def _agentlog_client(bootstrap: str, req: str, rep: str, size: int) -> tup
     async def send(i: int) -> None:
         await producer.enqueue(req, task_request(i, workflow_id))
 
+    async def send_many(ids: range) -> None:
+        await producer.enqueue_batch(req, [task_request(i, workflow_id) for i in ids])
+
     async def receive() -> list[int]:
         return [int(d.event.task_id) for d in await consumer.poll(timeout_ms=100)]  # type: ignore[union-attr]
 
     client.send, client.receive = send, receive
+    if batched:
+        client.send_many = send_many
 
     async def close() -> None:
         await producer.stop()
@@ -214,9 +274,13 @@ async def _throughput(client: Client, n: int, window: int, start: int) -> float:
     sent = done = 0
     t0 = time.perf_counter()
     while done < n:
-        while sent < n and sent - done < window:
-            await client.send(start + sent)
-            sent += 1
+        more = min(n - sent, window - (sent - done))
+        if more > 0 and client.send_many is not None:  # everything the window allows, at once
+            await client.send_many(range(start + sent, start + sent + more))
+        else:
+            for i in range(start + sent, start + sent + max(more, 0)):
+                await client.send(i)
+        sent += max(more, 0)
         done += len(await client.receive())
     return n / (time.perf_counter() - t0)
 
@@ -236,8 +300,8 @@ async def run_variant(variant: str, bootstrap: str, args: argparse.Namespace) ->
         if not ready.wait(30):
             raise RuntimeError("echo process did not start")
         size = len(AvroCodec.default().encode(task_request(0, "wf")))
-        make = _raw_client if variant == "raw" else _agentlog_client
-        client, close = await make(bootstrap, req, rep, size)
+        make = _raw_client if variant.startswith("raw") else _agentlog_client
+        client, close = await make(bootstrap, req, rep, size, variant in BATCHED)
         try:
             await _latency(client, 50)  # warm-up
             samples = await _latency(client, args.latency_n)
@@ -268,10 +332,10 @@ async def amain(args: argparse.Namespace) -> list[Result]:
 async def _rounds(bootstrap: str, args: argparse.Namespace) -> list[Result]:
     results = []
     for r in range(args.rounds):
-        for variant in ("raw", "agentlog"):
+        for variant in args.variants:
             res = await run_variant(variant, bootstrap, args)
             print(
-                f"round {r + 1}/{args.rounds} {variant:8s} p50={res.p50_ms:.2f} ms "
+                f"round {r + 1}/{args.rounds} {variant:13s} p50={res.p50_ms:.2f} ms "
                 f"p99={res.p99_ms:.2f} ms  {res.round_trips_per_s:,.0f} rt/s",
                 flush=True,
             )
@@ -281,15 +345,21 @@ async def _rounds(bootstrap: str, args: argparse.Namespace) -> list[Result]:
 
 def summarize(results: list[Result]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for variant in ("raw", "agentlog"):
+    for variant in dict.fromkeys(r.variant for r in results):
         rs = [r for r in results if r.variant == variant]
         out[variant] = {
             "p50_ms": statistics.median(r.p50_ms for r in rs),
             "p99_ms": statistics.median(r.p99_ms for r in rs),
             "round_trips_per_s": statistics.median(r.round_trips_per_s for r in rs),
         }
-    out["throughput_ratio"] = out["agentlog"]["round_trips_per_s"] / out["raw"]["round_trips_per_s"]
-    out["p50_overhead_ms"] = out["agentlog"]["p50_ms"] - out["raw"]["p50_ms"]
+    for variant in out.copy():
+        for base in ("raw", "raw-batch"):
+            if variant != base and base in out:
+                rate = out[variant]["round_trips_per_s"] / out[base]["round_trips_per_s"]
+                out[variant][f"throughput_vs_{base}"] = rate
+                out[variant][f"p50_overhead_ms_vs_{base}"] = (
+                    out[variant]["p50_ms"] - out[base]["p50_ms"]
+                )
     return out
 
 
@@ -300,8 +370,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-n", type=int, default=1000, help="sequential round trips")
     parser.add_argument("--throughput-n", type=int, default=30_000, help="pipelined round trips")
     parser.add_argument("--window", type=int, default=1000, help="requests in flight")
+    parser.add_argument(
+        "--variants",
+        type=lambda text: text.split(","),
+        default=list(VARIANTS),
+        help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)",
+    )
     parser.add_argument("--json", help="also write the summary to this file")
     args = parser.parse_args(argv)
+    if unknown := set(args.variants) - set(VARIANTS):
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     summary = summarize(asyncio.run(amain(args)))
     print(json.dumps(summary, indent=2))
     if args.json:

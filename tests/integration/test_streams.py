@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import struct
 import uuid
@@ -12,9 +13,10 @@ from pathlib import Path
 import fastavro
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import TopicPartition
 
-from agentlog.errors import ConnectError
+from agentlog.errors import ConnectError, SchemaError
 from agentlog.schemas.events import EVENT_TOPIC, DeadLetter, Event, new_envelope
 from agentlog.settings import Settings
 from agentlog.streams.codec import AvroCodec
@@ -235,6 +237,81 @@ async def test_producer_detects_idempotence(settings: Settings, broker: str) -> 
         expected = {"tansu": False, "kafka": True, "kafka-cluster": True}.get(broker)
         if expected is not None:
             assert producer.idempotent is expected
+
+
+def with_envelope(event: Event, **changes: object) -> Event:
+    """``event`` with envelope fields replaced (its own type and key kept)."""
+    envelope = dataclasses.replace(event.envelope, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(event, envelope=envelope)  # type: ignore[type-var]
+
+
+async def test_send_batch_events_arrive_decoded_and_in_order_per_partition(
+    settings: Settings,
+) -> None:
+    topic = settings.topic(REQUESTS.name)
+    traceparent = new_traceparent()
+    # several keys over both partitions, and more than one record batch (16 KiB) per partition
+    events = [
+        with_envelope(
+            sample_event("WorkflowRequested", workflow_id=f"wf-{i % 5}", input={"pad": "x" * 200}),
+            key=f"wf-{i % 5}",
+            traceparent=traceparent if i % 3 == 0 else None,
+        )
+        for i in range(400)
+    ]
+    async with EventProducer(settings) as producer:
+        acks = await producer.send_batch(topic, events)
+        # send() puts each key where send_batch() did
+        single = {
+            key: (await producer.send(topic, with_envelope(events[i], event_id=str(uuid.uuid4()))))
+            for i, key in enumerate(f"wf-{j}" for j in range(5))
+        }
+        assert await producer.send_batch(topic, []) == []
+    assert len(acks) == len(events)
+    for event, ack in zip(events, acks, strict=True):
+        assert ack.topic == topic
+        assert ack.partition == single[event.envelope.key].partition
+    for partition in {a.partition for a in acks}:
+        offsets = [a.offset for a in acks if a.partition == partition]
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
+
+    async with EventConsumer(settings, group_id=None, dead_letters=None) as consumer:
+        consumer.assign([TopicPartition(topic, p) for p in range(settings.partitions)])
+        got = await drain(consumer, len(events) + len(single))
+    for partition in range(settings.partitions):
+        sent = [e for e, a in zip(events, acks, strict=True) if a.partition == partition]
+        received = [d for d in got if d.partition == partition][: len(sent)]
+        assert [d.event for d in received] == sent
+        assert [d.offset for d in received] == [a.offset for a in acks if a.partition == partition]
+        for d in received:
+            expected = traceparent if d.event.envelope.traceparent else None
+            assert d.traceparent == expected
+            assert (("traceparent", traceparent.encode()) in d.headers) is (expected is not None)
+
+
+async def test_send_batch_sends_nothing_when_an_event_does_not_encode(settings: Settings) -> None:
+    topic = settings.topic(REQUESTS.name)
+    good = sample_event("WorkflowRequested")
+    bad = dataclasses.replace(good, priority=2**40)  # not an Avro int
+    huge = sample_event("WorkflowRequested", input={"pad": "x" * 1_100_000})
+    async with EventProducer(settings) as producer:
+        with pytest.raises(SchemaError, match="priority"):
+            await producer.send_batch(topic, [good, bad])
+        with pytest.raises(MessageSizeTooLargeError, match="WorkflowRequested"):
+            await producer.send_batch(topic, [good, huge])
+        await producer.send(topic, good)  # a marker: the first record if nothing else was sent
+    async with EventConsumer(settings, group_id=None, dead_letters=None) as consumer:
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(parts)
+        got = await drain(consumer, 1)
+        assert [d.event for d in got] == [good]
+        assert sum((await consumer.end_offsets(parts)).values()) == 1
+
+
+async def test_send_batch_needs_a_started_producer(settings: Settings) -> None:
+    producer = EventProducer(settings)
+    with pytest.raises(RuntimeError, match="not started"):
+        await producer.send_batch(settings.topic(REQUESTS.name), [sample_event("CancelRequested")])
 
 
 async def test_unreachable_broker_fails_fast_naming_the_setting() -> None:

@@ -22,6 +22,7 @@ from agentlog.errors import DecodeError, SchemaError
 from agentlog.schemas import events as ev
 from agentlog.schemas.catalogue import AvroType, SchemaCatalogue, bind
 from agentlog.schemas.events import EVENT_TYPES, Event, new_envelope
+from agentlog.streams import codec as codec_module
 from agentlog.streams.codec import HEADER_SIZE, MAGIC, AvroCodec, fingerprint_of
 from tests.support.samples import all_sample_events, sample_event
 
@@ -524,3 +525,68 @@ def test_the_documented_worked_example_is_what_the_codec_writes() -> None:
     decoded = CODEC.decode(namespace["value"])
     assert isinstance(decoded, ev.WorkflowRequested)
     assert decoded.input == {"name": "Ada"}
+
+
+# --- the JSON fields: the cached C encoder and the scanner fast path ----------------------
+
+_REFERENCE_DUMPS = json.JSONEncoder(
+    separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
+).encode
+
+
+def _reference_loads(text: str) -> Any:
+    def constant(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if math.isinf(value):
+            raise ValueError(f"{text} is out of range for a JSON number")
+        return value
+
+    return json.JSONDecoder(parse_constant=constant, parse_float=finite).decode(text)
+
+
+def _outcome(fn: Any, value: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn(value)
+    except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
+        return type(e).__name__, str(e)
+
+
+_ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()  # NaN and infinities included: both must refuse them alike
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=6) | st.integers() | st.booleans(), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_ANY_JSON)
+def test_dumps_json_is_the_json_encoder_exactly(value: Any) -> None:
+    assert _outcome(codec_module.dumps_json, value) == _outcome(_REFERENCE_DUMPS, value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    _ANY_JSON.map(lambda v: _outcome(_REFERENCE_DUMPS, v)[1]),
+    st.sampled_from(["", " ", "\n\t", "x", " 1", ",", "]"]),
+    st.sampled_from(["", " ", "\r\n"]),
+)
+def test_loads_json_is_the_strict_decoder_exactly(text: str, suffix: str, prefix: str) -> None:
+    for candidate in (text, prefix + text + suffix, text[: len(text) // 2], "NaN", "[1e999]"):
+        assert _outcome(codec_module.loads_json, candidate) == _outcome(_reference_loads, candidate)
+
+
+def test_cyclic_json_is_a_schema_error() -> None:
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    with pytest.raises(SchemaError, match="field input"):
+        CODEC.encode(dataclasses.replace(sample_event("TaskRequested"), input=cyclic))
