@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from aiokafka.structs import RecordMetadata
 
@@ -90,10 +91,15 @@ class TaskPublisher:
 
     async def publish_nowait(
         self, tasks: Sequence[tuple[int, TaskRequested]], now: datetime
-    ) -> list[asyncio.Future[RecordMetadata]]:
-        """Send ``(partition, task)`` pairs (or hold them); return their acks' futures."""
+    ) -> list[asyncio.Future[Any]]:
+        """Send ``(partition, task)`` pairs (or hold them); return their acks' futures.
+
+        The tasks of one topic go out together (one record batch per partition,
+        :meth:`EventProducer.enqueue_batch`), in decision order.
+        """
         await self._ensure_topics({task.agent_kind for _, task in tasks})
-        futures: list[asyncio.Future[RecordMetadata]] = []
+        futures: list[asyncio.Future[Any]] = []
+        outgoing: dict[str, list[TaskRequested]] = {}
         for partition, task in tasks:
             topic = self._topics.get(task.agent_kind)
             if topic is None:
@@ -102,8 +108,10 @@ class TaskPublisher:
                 self._held.setdefault(task.agent_kind, deque()).append((partition, task))
                 self.stats.held += 1
             else:
-                futures.append(await self._producer.enqueue(topic, task))
+                outgoing.setdefault(topic, []).append(task)
                 self.stats.published += 1
+        for topic, batch in outgoing.items():
+            futures.append(await self._producer.enqueue_batch(topic, batch))
         return futures + await self.release_nowait(now)
 
     async def release(self, now: datetime) -> None:
@@ -112,9 +120,9 @@ class TaskPublisher:
         if futures:
             await asyncio.gather(*futures)
 
-    async def release_nowait(self, now: datetime) -> list[asyncio.Future[RecordMetadata]]:
+    async def release_nowait(self, now: datetime) -> list[asyncio.Future[Any]]:
         """Send held tasks of kinds whose breaker admits them now (probes included)."""
-        futures: list[asyncio.Future[RecordMetadata]] = []
+        futures: list[asyncio.Future[Any]] = []
         for kind, queue in self._held.items():
             topic = self._topics.get(kind)
             while queue and topic is not None:
@@ -147,7 +155,7 @@ class TaskPublisher:
 
     async def cancel_nowait(
         self, cancellations: Sequence[TaskCancelled]
-    ) -> list[asyncio.Future[RecordMetadata]]:
+    ) -> list[asyncio.Future[Any]]:
         """Tasks whose workflow ended: drop held ones, send a ``TaskCancelled`` for each.
 
         Sent whether or not the task itself went out (a held task may have
@@ -161,7 +169,7 @@ class TaskPublisher:
             self._held[kind] = deque(item for item in queue if item[1].task_id not in ids)
         self._held = {kind: queue for kind, queue in self._held.items() if queue}
         await self._ensure_topics({c.agent_kind for c in cancellations})
-        futures: list[asyncio.Future[RecordMetadata]] = []
+        futures: list[asyncio.Future[Any]] = []
         for cancelled in cancellations:
             topic = self._topics.get(cancelled.agent_kind)
             if topic is not None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import RecordMetadata, TopicPartition
@@ -394,15 +394,16 @@ class Orchestrator:
 
     async def _enqueue_locks(
         self, commands: Sequence[LockRequested | LockReleased]
-    ) -> list[asyncio.Future[RecordMetadata]]:
+    ) -> list[asyncio.Future[Any]]:
         """Send lock requests and releases to the locks topic (key: resource); their acks."""
+        if not commands:
+            return []
         producer = self._require(self._producer)
-        futures = [await producer.enqueue(self._locks, command) for command in commands]
         self.stats.lock_commands += len(commands)
-        return futures
+        return [await producer.enqueue_batch(self._locks, commands)]
 
     async def _settle(
-        self, futures: list[asyncio.Future[RecordMetadata]], offsets: dict[TopicPartition, int]
+        self, futures: list[asyncio.Future[Any]], offsets: dict[TopicPartition, int]
     ) -> None:
         """Commit ``offsets`` once ``futures`` (and every earlier batch) are acknowledged."""
         self._raise_settle_failure()
@@ -421,7 +422,7 @@ class Orchestrator:
     async def _settle_after(
         self,
         previous: asyncio.Task[None] | None,
-        futures: list[asyncio.Future[RecordMetadata]],
+        futures: list[asyncio.Future[Any]],
         offsets: dict[TopicPartition, int],
     ) -> None:
         if previous is not None:
