@@ -40,13 +40,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from agentlog import __version__
 from agentlog.errors import AgentlogError, ConfigError
-from agentlog.settings import ENV_PREFIX, Settings
+from agentlog.settings import DEFAULT_API_PORT, ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
     from agentlog.streams.embedded.stack import EmbeddedStack
@@ -67,6 +68,7 @@ FLAG_FOR_FIELD: dict[str, str] = {
     "redis_url": "--redis",
     "data_dir": "--data-dir",
     "log_level": "--log-level",
+    "projection_schema": "--schema",
 }
 
 
@@ -255,7 +257,10 @@ class StopSignals:
 _DEV_DESCRIPTION = """\
 Run everything agentlog needs on this machine, as child processes of this command:
 a Kafka-compatible broker (Tansu), PostgreSQL and Redis, each on a free port of
-127.0.0.1 unless you pick one. Nothing else to install, no Docker.
+127.0.0.1 unless you pick one. Nothing else to install, no Docker. Then, in this
+process, the orchestrator, the lock manager, the projector (read models in
+PostgreSQL) and the query API, whose URL is printed (port 8080, or a free one
+when 8080 is taken, unless you pick one), and the demo agents.
 
 The embedded broker is memory-only: its topics vanish when agentlog dev stops.
 So that projections never describe events the broker no longer has, the
@@ -265,12 +270,16 @@ Point --kafka, --postgres or --redis (or AGENTLOG_KAFKA_BOOTSTRAP, …) at a
 server of your own and that one is only checked, not started. The addresses are
 printed and written to DATA_DIR/dev.json (removed on exit). Logs are in
 DATA_DIR/kafka, DATA_DIR/postgres and DATA_DIR/redis. Stop with Ctrl-C or
-SIGTERM; if agentlog dev is killed, its servers die with it."""
+SIGTERM; if agentlog dev is killed, its servers die with it.
+
+AGENTLOG_API_TOKEN, AGENTLOG_API_HOST and AGENTLOG_PROJECTION_SCHEMA apply to
+the API and the projector run here as they do to `agentlog api`."""
 
 _DEV_EXAMPLES = """\
   agentlog dev                                  # everything embedded, in ./.agentlog
   agentlog dev --data-dir /tmp/agentlog         # elsewhere
   agentlog dev --kafka-port 9092                # the broker on a fixed port
+  agentlog dev --api-port 8000                  # the query API on a fixed port
   agentlog dev --kafka broker1:9092 --redis redis://127.0.0.1:6379/0
   AGENTLOG_POSTGRES_DSN=postgresql://me@127.0.0.1/agentlog agentlog dev
   python -m agentlog dev --log-level DEBUG"""
@@ -290,6 +299,12 @@ def add_dev_command(subparsers: Subparsers) -> None:
     ports.add_argument("--kafka-port", type=_port, metavar="N", help="port for the broker")
     ports.add_argument("--postgres-port", type=_port, metavar="N", help="port for PostgreSQL")
     ports.add_argument("--redis-port", type=_port, metavar="N", help="port for Redis")
+    ports.add_argument(
+        "--api-port",
+        type=_port,
+        metavar="N",
+        help="port for the query API [AGENTLOG_API_PORT, 8080 or a free one if taken]",
+    )
     ports.add_argument(
         "--start-timeout",
         type=_seconds,
@@ -326,10 +341,13 @@ async def run_dev(args: argparse.Namespace) -> int:
         try:
             async with contextlib.AsyncExitStack() as running:
                 await running.enter_async_context(stack)
-                notes = await start_services(stack, running, demo_agents=not args.no_agents)
-                info_path = _write_dev_json(stack)
+                api = _api_port(settings, args.api_port)
+                services = await start_services(
+                    stack, running, demo_agents=not args.no_agents, api_port=api
+                )
+                info_path = _write_dev_json(stack, services.api_url)
                 running.callback(info_path.unlink, missing_ok=True)
-                _print_ready(stack, info_path, notes)
+                _print_ready(stack, info_path, services.notes)
                 signals.mark_ready()
                 await signals.wait()
         except asyncio.CancelledError:
@@ -341,36 +359,109 @@ async def run_dev(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@dataclass(frozen=True)
+class Services:
+    """What :func:`start_services` started, to print and to write to dev.json.
+
+    Attributes:
+        notes: lines to print once everything is ready.
+        api_url: where the query API answers (None when it is not served).
+    """
+
+    notes: list[str]
+    api_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiPort:
+    """The query API's port for ``agentlog dev`` and the setting that chose it.
+
+    Attributes:
+        port: the port; 0 picks a free one.
+        setting: the flag or variable named in errors ("" when it is the default).
+        fallback: when the default port is taken, take a free one instead of failing.
+    """
+
+    port: int
+    setting: str = ""
+    fallback: bool = False
+
+
+def _api_port(settings: Settings, flag: int | None) -> ApiPort:
+    if flag is not None:
+        return ApiPort(flag, "--api-port")
+    if settings.api_port is not None:
+        return ApiPort(settings.api_port, "AGENTLOG_API_PORT")
+    return ApiPort(DEFAULT_API_PORT, fallback=True)
+
+
 async def start_services(
-    stack: EmbeddedStack, running: contextlib.AsyncExitStack, *, demo_agents: bool = True
-) -> list[str]:
+    stack: EmbeddedStack,
+    running: contextlib.AsyncExitStack,
+    *,
+    demo_agents: bool = True,
+    api_port: ApiPort | None = None,
+) -> Services:
     """Start the engine services inside the running stack.
 
     Each service is entered into ``running``: services stop before the servers,
     in reverse order, and a service that fails in the background surfaces out
     of ``agentlog dev`` the same way a crashed server does.
 
-    Returns:
-        lines to print once everything is ready.
+    Args:
+        stack: the running servers.
+        running: where each service is entered.
+        demo_agents: also run the demo agents in this process.
+        api_port: serve the query API there; None: do not serve it.
+
+    Raises:
+        ConfigError: the API port is in use (and was chosen, not the default).
     """
     from agentlog.agents.demo import DEMO_AGENTS
     from agentlog.agents.locks import LockManager
     from agentlog.agents.orchestrator import Orchestrator, build_registry
     from agentlog.agents.runtime import AgentRunner
+    from agentlog.projections.runner import Projector, ProjectorConfig
 
     settings = stack.settings_for_services()
     registry = build_registry()
     await running.enter_async_context(Orchestrator(settings, registry))
     await running.enter_async_context(LockManager(settings))
+    await running.enter_async_context(
+        Projector(settings, ProjectorConfig(schema=settings.projection_schema))
+    )
     notes = [
         f"orchestrator  running {len(registry.names())} demo definitions",
         "lock manager  agentlog locks show <resource>",
+        f"projector     read models in PostgreSQL schema {settings.projection_schema}",
     ]
+    api_url = None
+    if api_port is not None:
+        api_url = await _start_api(settings, running, api_port)
+        notes.append(f"api          {api_url}/docs  (GET /workflows, /stats, /metrics)")
     if demo_agents:
         await running.enter_async_context(AgentRunner(DEMO_AGENTS, settings))
         notes.append(f"demo agents   {len(DEMO_AGENTS)} kinds in this process")
     notes.append("try          agentlog definitions; agentlog submit pr-deploy")
-    return notes
+    return Services(notes, api_url)
+
+
+async def _start_api(
+    settings: Settings, running: contextlib.AsyncExitStack, choice: ApiPort
+) -> str:
+    from agentlog.projections.api.server import ApiServer
+
+    def server(port: int) -> ApiServer:
+        return ApiServer(settings, port=port, port_setting=choice.setting or "--api-port")
+
+    try:
+        api = await running.enter_async_context(server(choice.port))
+    except ConfigError as e:
+        if not choice.fallback or "already in use" not in e.problem:
+            raise
+        logger.info("port %s is taken; the API takes a free port", choice.port)
+        api = await running.enter_async_context(server(0))
+    return api.url
 
 
 def _print_plan(stack: EmbeddedStack) -> None:
@@ -421,12 +512,13 @@ def _remove_stale_dev_json(data_dir: Path) -> None:
         pass  # alive, someone else's
 
 
-def _write_dev_json(stack: EmbeddedStack) -> Path:
+def _write_dev_json(stack: EmbeddedStack, api_url: str | None = None) -> Path:
     """Write DATA_DIR/dev.json atomically, readable only by us (it holds the DSN)."""
     info: dict[str, Any] = {
         "kafka_bootstrap": stack.bootstrap,
         "postgres_dsn": stack.dsn,
         "redis_url": stack.redis_url,
+        "api_url": api_url,
         "pid": os.getpid(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "ready_seconds": round(stack.startup_seconds or 0.0, 3),

@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from agentlog.errors import ConfigError
 
 ENV_PREFIX = "AGENTLOG_"
+#: Where ``agentlog api`` listens unless AGENTLOG_API_PORT / --port say otherwise.
+DEFAULT_API_PORT = 8080
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]*$")
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")
@@ -52,6 +55,13 @@ class Settings:
     data_dir: Path = Path(".agentlog")
     log_level: str = "INFO"
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    #: PostgreSQL schema of the read models (projector, API, rebuild).
+    projection_schema: str = "agentlog"
+    #: When set, every API route requires ``Authorization: Bearer <token>``.
+    api_token: str | None = field(default=None, repr=False)
+    api_host: str = "127.0.0.1"
+    #: None: :data:`DEFAULT_API_PORT` (``agentlog dev`` then takes a free port if it is taken).
+    api_port: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -117,6 +127,13 @@ class Settings:
         _check_range("AGENTLOG_REPLICATION_FACTOR", self.replication_factor, 1, 32)
         _check_range("AGENTLOG_FETCH_MAX_WAIT_MS", self.fetch_max_wait_ms, 0, 60_000)
         _check_range("AGENTLOG_LINGER_MS", self.linger_ms, 0, 60_000)
+        check_schema_name(self.projection_schema)
+        if self.api_port is not None:
+            _check_range("AGENTLOG_API_PORT", self.api_port, 1, 65_535)
+        if not self.api_host:
+            raise ConfigError(
+                "AGENTLOG_API_HOST", self.api_host, "empty", "Use e.g. 127.0.0.1 or 0.0.0.0."
+            )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(
                 "AGENTLOG_LOG_LEVEL",
@@ -173,7 +190,13 @@ _FIELDS: dict[str, type] = {
     "source": str,
     "data_dir": Path,
     "log_level": str,
+    "projection_schema": str,
+    "api_token": str,
+    "api_host": str,
+    "api_port": int,
 }
+#: Variables whose empty value means "not set".
+_EMPTY_IS_UNSET = ("kafka_bootstrap", "postgres_dsn", "redis_url", "api_token", "api_port")
 _SECURITY_ENV: dict[str, str] = {
     "kafka_security_protocol": "protocol",
     "kafka_sasl_mechanism": "sasl_mechanism",
@@ -192,6 +215,8 @@ KNOWN_VARIABLES: frozenset[str] = frozenset(
 
 def _parse(name: str, key: str, raw: str) -> Any:
     kind = _FIELDS[key]
+    if not raw and key in _EMPTY_IS_UNSET:
+        return None
     if kind is int:
         try:
             return int(raw)
@@ -199,7 +224,7 @@ def _parse(name: str, key: str, raw: str) -> Any:
             raise ConfigError(name, raw, "not a whole number", f"Set {name} to e.g. 6.") from None
     if kind is Path:
         return Path(raw)
-    return raw or None if key in ("kafka_bootstrap", "postgres_dsn", "redis_url") else raw
+    return raw
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:
@@ -207,6 +232,19 @@ def _check_range(name: str, value: int, low: int, high: int) -> None:
         raise ConfigError(
             name, value, f"out of range {low}..{high}", f"Pick a value in {low}..{high}."
         )
+
+
+def check_schema_name(name: str, setting: str = "AGENTLOG_PROJECTION_SCHEMA") -> str:
+    """Return ``name`` if it can name a PostgreSQL schema unquoted, else raise ConfigError."""
+    if not _SCHEMA_RE.match(name):
+        raise ConfigError(
+            setting,
+            name,
+            "a schema name must be 1-63 lowercase letters, digits or '_', not starting "
+            "with a digit",
+            "Use e.g. 'agentlog' or 'agentlog_shadow'.",
+        )
+    return name
 
 
 def check_bootstrap(value: str) -> list[tuple[str, int]]:

@@ -11,10 +11,11 @@ import asyncio
 import multiprocessing
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 import agentlog.cli as base
-from agentlog.agents.orchestrator.cli import add_topic_prefix_option, settings_with_prefix
+from agentlog.agents.orchestrator.cli import add_topic_prefix_option
 from agentlog.errors import AgentlogError, ConfigError
 
 if TYPE_CHECKING:
@@ -67,7 +68,11 @@ def add_projector_command(subparsers: Subparsers) -> None:
     _add_schema_option(run)
     group = run.add_argument_group("projector")
     group.add_argument(
-        "--batch-size", type=_positive, default=5000, metavar="N", help="records per transaction"
+        "--batch-size",
+        type=_positive,
+        default=10_000,
+        metavar="N",
+        help="records per transaction at most (default 10000)",
     )
     group.add_argument(
         "--partitions",
@@ -82,6 +87,12 @@ def add_projector_command(subparsers: Subparsers) -> None:
         metavar="N",
         help="processes, each owning partition numbers p with p %% N == its index (default 1)",
     )
+    group.add_argument(
+        "--alive-file",
+        type=Path,
+        metavar="PATH",
+        help="touch PATH every few seconds while projecting (for container health checks)",
+    )
     run.set_defaults(run=run_projector)
 
 
@@ -92,7 +103,10 @@ async def run_projector(args: argparse.Namespace) -> int:
     settings, projection = _settings(args)
     base.configure_logging(settings.log_level)
     config = ProjectorConfig(
-        schema=projection.schema, batch_size=args.batch_size, partitions=args.partitions
+        schema=projection.schema,
+        batch_size=args.batch_size,
+        partitions=args.partitions,
+        alive_file=args.alive_file,
     )
     if args.workers > 1:
         return await _run_workers(settings, config, args.workers)
@@ -352,14 +366,20 @@ def _add_schema_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, **api: Any) -> tuple[Settings, ProjectionSettings]:
+    """Settings from the environment and flags (``--schema``, ``--host``, ``--port`` included)."""
     from agentlog.projections.config import ProjectionSettings
 
-    settings = settings_with_prefix(args)
+    flags = {"api_host": "--host", "api_port": "--port"}
+    given = dict(api)  # --schema is one of base.FLAG_FOR_FIELD
+    prefix = getattr(args, "topic_prefix", None)
     try:
-        projection = ProjectionSettings.from_env(schema=getattr(args, "schema", None), **api)
+        settings = base.settings_from_args(args, topic_prefix=prefix, **given)
     except ConfigError as e:
-        if e.setting == "AGENTLOG_PROJECTION_SCHEMA" and getattr(args, "schema", None):
-            raise ConfigError("--schema", e.value, e.problem, e.fix) from None
+        field = e.setting.removeprefix("AGENTLOG_").lower()
+        if field == "topic_prefix" and prefix is not None:
+            raise ConfigError("--topic-prefix", e.value, e.problem, e.fix) from None
+        if given.get(field) is not None:
+            raise ConfigError(flags[field], e.value, e.problem, e.fix) from None
         raise
     if settings.postgres_dsn is None:
         raise ConfigError(
@@ -368,7 +388,7 @@ def _settings(args: argparse.Namespace, **api: Any) -> tuple[Settings, Projectio
             "no PostgreSQL address is set",
             "Set AGENTLOG_POSTGRES_DSN, pass --postgres DSN, or start `agentlog dev`.",
         )
-    return settings, projection
+    return settings, ProjectionSettings.from_settings(settings)
 
 
 def _positive(text: str) -> int:

@@ -1,33 +1,23 @@
-"""Settings of the projector and the query API that ``agentlog.settings.Settings`` lacks.
+"""The projection and API part of :class:`agentlog.settings.Settings`, as the API uses it.
 
-Read once at the edge from ``AGENTLOG_PROJECTION_SCHEMA``, ``AGENTLOG_API_TOKEN``,
-``AGENTLOG_API_HOST`` and ``AGENTLOG_API_PORT``, and passed down.
+The variables (``AGENTLOG_PROJECTION_SCHEMA``, ``AGENTLOG_API_TOKEN``,
+``AGENTLOG_API_HOST``, ``AGENTLOG_API_PORT``) are read with every other one by
+``Settings.from_env``; :meth:`ProjectionSettings.from_settings` takes them from there.
 """
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agentlog.errors import ConfigError
+from agentlog.settings import DEFAULT_API_PORT, Settings, check_schema_name
 
 DEFAULT_SCHEMA = "agentlog"
-_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def check_schema(name: str, setting: str = "AGENTLOG_PROJECTION_SCHEMA") -> str:
     """Return ``name`` if it can name a PostgreSQL schema unquoted, else raise ConfigError."""
-    if not _SCHEMA_RE.match(name):
-        raise ConfigError(
-            setting,
-            name,
-            "a schema name must be 1-63 lowercase letters, digits or '_', not starting "
-            "with a digit",
-            "Use e.g. 'agentlog' or 'agentlog_shadow'.",
-        )
-    return name
+    return check_schema_name(name, setting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +35,7 @@ class ProjectionSettings:
     schema: str = DEFAULT_SCHEMA
     api_token: str | None = field(default=None, repr=False)
     api_host: str = "127.0.0.1"
-    api_port: int = 8080
+    api_port: int = DEFAULT_API_PORT
 
     def __post_init__(self) -> None:
         check_schema(self.schema)
@@ -55,25 +45,11 @@ class ProjectionSettings:
             )
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: object
-    ) -> ProjectionSettings:
-        """Read the ``AGENTLOG_*`` variables above, then apply non-None ``overrides``."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        if env.get("AGENTLOG_PROJECTION_SCHEMA"):
-            values["schema"] = env["AGENTLOG_PROJECTION_SCHEMA"]
-        if env.get("AGENTLOG_API_TOKEN"):
-            values["api_token"] = env["AGENTLOG_API_TOKEN"]
-        if env.get("AGENTLOG_API_HOST"):
-            values["api_host"] = env["AGENTLOG_API_HOST"]
-        if env.get("AGENTLOG_API_PORT"):
-            raw = env["AGENTLOG_API_PORT"]
-            try:
-                values["api_port"] = int(raw)
-            except ValueError:
-                raise ConfigError(
-                    "AGENTLOG_API_PORT", raw, "not a whole number", "Use e.g. 8080."
-                ) from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+    def from_settings(cls, settings: Settings) -> ProjectionSettings:
+        """The projection and API fields of ``settings``."""
+        return cls(
+            schema=settings.projection_schema,
+            api_token=settings.api_token,
+            api_host=settings.api_host,
+            api_port=settings.api_port or DEFAULT_API_PORT,
+        )

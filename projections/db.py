@@ -118,10 +118,11 @@ async def retry_transient(
     initial_delay: float = 0.1,
     max_delay: float = 2.0,
     on_retry: Callable[[BaseException], None] | None = None,
+    errors: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
 ) -> T:
     """Run ``work`` until it succeeds or raises a non-transient error.
 
-    Transient failures (see :data:`TRANSIENT_ERRORS`) are logged and retried
+    Transient failures (``errors``, by default :data:`TRANSIENT_ERRORS`) are logged and retried
     with exponential backoff up to ``max_delay`` seconds, forever: a projector
     must outlive a PostgreSQL restart. ``stopping()`` True ends the loop with
     :class:`DatabaseUnavailable`.
@@ -131,7 +132,7 @@ async def retry_transient(
     while True:
         try:
             return await work()
-        except TRANSIENT_ERRORS as e:
+        except errors as e:
             failures += 1
             if stopping():
                 raise DatabaseUnavailable(describe(e)) from e

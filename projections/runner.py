@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -38,8 +39,15 @@ from agentlog.projections.db import (
     retry_transient,
 )
 from agentlog.projections.migrate import migrate
-from agentlog.projections.records import Record
-from agentlog.projections.store import BatchOutcome, Partition, apply_batch, load_offsets
+from agentlog.projections.records import Record, record_of
+from agentlog.projections.store import (
+    RETRY_ERRORS,
+    BatchOutcome,
+    Partition,
+    RowCache,
+    apply_batch,
+    load_offsets,
+)
 from agentlog.settings import Settings
 from agentlog.streams.codec import AvroCodec
 from agentlog.streams.consumer import EventConsumer
@@ -50,6 +58,9 @@ from agentlog.streams.topics import CATALOGUE, admin_client
 logger = logging.getLogger(__name__)
 
 _ADMIN_TIMEOUT_S = 10.0
+#: A poll of at least this many records means the projector is behind.
+_BACKLOG = 1000
+_BACKLOG_WAIT_MS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,8 @@ class ProjectorConfig:
         schema: the PostgreSQL schema of the read models.
         batch_size: records per transaction at most.
         batch_wait_ms: how long to gather more records into a batch that is not full.
+        cache_rows: rows per table kept from earlier batches so that they need
+            not be loaded again (:class:`~agentlog.projections.cache.RowCache`); 0: none.
         partitions: partition numbers this projector owns, of every topic (None: all);
             give each projector of a scaled-out deployment a disjoint set.
         worker: ``(index, count)``: own only partition numbers ``p % count == index``
@@ -77,11 +90,14 @@ class ProjectorConfig:
             models are rebuildable; exactly-once does not depend on it).
         before_commit: fault injection for tests, awaited inside each batch's
             transaction just before COMMIT.
+        alive_file: touched at every upkeep (every ``lag_refresh_s`` at most) while
+            the loop runs: a health check can test its age.
     """
 
     schema: str = DEFAULT_SCHEMA
-    batch_size: int = 5000
+    batch_size: int = 10_000
     batch_wait_ms: int = 20
+    cache_rows: int = 20_000
     partitions: frozenset[int] | None = None
     worker: tuple[int, int] | None = None
     refresh_topics_s: float = 10.0
@@ -91,11 +107,14 @@ class ProjectorConfig:
     application_name: str = "agentlog-projector"
     synchronous_commit: bool = False
     before_commit: Callable[[Sequence[Record]], Awaitable[None]] | None = None
+    alive_file: Path | None = None
 
     def __post_init__(self) -> None:
         check_schema(self.schema)
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size}: at least 1")
+        if self.cache_rows < 0:
+            raise ValueError(f"cache_rows={self.cache_rows}: 0 (no cache) or more")
         if self.worker is not None and not 0 <= self.worker[0] < self.worker[1]:
             raise ValueError(f"worker={self.worker}: use (index, count) with 0 <= index < count")
 
@@ -159,6 +178,7 @@ class Projector:
         self._committed: dict[Partition, int] = {}
         #: next offsets handed to a write (committed, or being committed)
         self._submitted: dict[Partition, int] = {}
+        self._cache = RowCache(self.config.cache_rows) if self.config.cache_rows else None
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._progress = asyncio.Event()
@@ -369,6 +389,11 @@ class Projector:
             progress(outcome.folded + outcome.duplicates + outcome.redelivered)
 
     async def _maintain(self) -> None:
+        if self.config.alive_file is not None:
+            try:
+                self.config.alive_file.touch()
+            except OSError as e:
+                logger.warning("projector: cannot touch %s (%s)", self.config.alive_file, e)
         now = time.monotonic()
         if now >= self._next_refresh:
             await self._refresh_assignment()
@@ -393,10 +418,16 @@ class Projector:
                 # in goal mode a partition without a target gets none of its records folded
                 if goal is not None and d.offset >= goal.get((d.topic, d.partition), 0):
                     continue
-                records.append(Record(d.topic, d.partition, d.offset, d.timestamp_ms, d.event))
+                records.append(record_of(d.topic, d.partition, d.offset, d.timestamp_ms, d.event))
             timeout_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            if not delivered or timeout_ms == 0:
+            if not delivered:
                 break
+            if timeout_ms == 0:
+                # past the wait, a big poll means a backlog (catching up): wait for the
+                # fetch in flight, so fewer, bigger batches write each row fewer times
+                if len(delivered) < _BACKLOG:
+                    break
+                timeout_ms = _BACKLOG_WAIT_MS
         positions: dict[Partition, int] = {}
         for tp, polled in consumer.positions().items():
             key = (tp.topic, tp.partition)
@@ -421,6 +452,7 @@ class Projector:
                         positions,
                         notify=self.notify_channel,
                         before_commit=before_commit if hook is not None else None,
+                        cache=self._cache,
                     )
                 except TRANSIENT_ERRORS:
                     conn.terminate()  # never hand a half-broken connection back to the pool
@@ -428,7 +460,11 @@ class Projector:
 
         started = time.perf_counter()
         outcome = await retry_transient(
-            attempt, what="writing a batch", stopping=lambda: self._stopping, on_retry=self._retried
+            attempt,
+            what="writing a batch",
+            stopping=lambda: self._stopping,
+            on_retry=self._retried,
+            errors=RETRY_ERRORS,
         )
         stats = self.stats
         stats.last_batch_seconds = time.perf_counter() - started
@@ -529,6 +565,8 @@ class Projector:
             ", ".join(f"{tp.topic}[{tp.partition}]" for tp in added[:10]) or "none",
         )
         self._assigned = wanted
+        if self._cache is not None:
+            self._cache.watch((tp.topic, tp.partition) for tp in wanted)
         stored = await retry_transient(
             self._stored_offsets, what="reading stored offsets", stopping=lambda: self._stopping
         )

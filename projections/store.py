@@ -5,15 +5,23 @@
 1. locks the batch's rows of ``projector_offsets`` and drops records below the
    stored next offsets (a redelivered batch, or a second projector that got
    there first);
-2. inserts the records into the ``events`` archive, which keeps one row per
-   event id, and folds only the events that were new (a producer retry or a
-   re-decided event at a later offset is a duplicate);
-3. loads the rows the new events touch, folds them with the pure folds, and
-   writes the changed rows in bulk;
+2. looks up which event ids the ``events`` archive has already (it keeps one
+   row per event id) and copies the others into it; only those are folded
+   (a producer retry or a re-decided event at a later offset is a duplicate);
+3. takes the rows the new events touch from the :class:`~.cache.RowCache` or
+   loads them, folds the batch in memory with the pure folds, and writes each
+   table with a few set-based statements: new rows copied (``COPY``) straight
+   into the table, changed rows copied into a staging table and merged
+   (``INSERT … ON CONFLICT`` / ``UPDATE … FROM``);
 4. stores the next offsets.
 
 A crash anywhere before COMMIT leaves nothing behind; after COMMIT the
 offsets say so. Redelivery is harmless either way.
+
+Rows are "new" when neither the cache nor the database had them: the
+projector is the only writer of its partitions' rows, so a plain ``COPY`` is
+safe. Should a second writer insert the same key meanwhile, the batch fails
+with a unique violation and is retried from the start (:data:`RETRY_ERRORS`).
 """
 
 from __future__ import annotations
@@ -22,6 +30,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
+from agentlog.projections.cache import Partition, RowCache
+from agentlog.projections.db import TRANSIENT_ERRORS
 from agentlog.projections.folds.archive import archive_columns
 from agentlog.projections.folds.batch import Changes, Keys, Rows, fold_batch, keys_of
 from agentlog.projections.folds.workflows import MUTABLE_COLUMNS
@@ -42,8 +54,11 @@ from agentlog.projections.tables import (
     Table,
 )
 
-#: (topic, partition)
-Partition = tuple[str, int]
+__all__ = ["RETRY_ERRORS", "BatchOutcome", "Partition", "RowCache", "apply_batch", "load_offsets"]
+
+#: Errors after which a batch is written again from the start: the transient ones, and a
+#: unique violation (a second writer inserted a row this batch thought new; see above).
+RETRY_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.UniqueViolationError)
 
 _ENSURE_OFFSETS = """
 INSERT INTO projector_offsets (topic, kafka_partition)
@@ -57,19 +72,26 @@ JOIN unnest($1::text[], $2::int[]) AS u(topic, kafka_partition) USING (topic, ka
 ORDER BY o.topic, o.kafka_partition
 FOR UPDATE OF o
 """
+_READ_OFFSETS = """
+SELECT o.topic, o.kafka_partition, o.next_offset
+FROM projector_offsets o
+JOIN unnest($1::text[], $2::int[]) AS u(topic, kafka_partition) USING (topic, kafka_partition)
+"""
 _STORE_OFFSETS = """
 UPDATE projector_offsets o SET next_offset = u.next_offset, updated_at = now()
 FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(topic, kafka_partition, next_offset)
 WHERE o.topic = u.topic AND o.kafka_partition = u.kafka_partition
 """
-_ARCHIVE_SQL = EVENTS.merge_sql("insert", returning="event_id")
+_CACHED_TABLES = (WORKFLOWS, STEPS, LOCKS, LOCK_REQUESTS, AGENTS)
+#: The ids of the cached tables: a rebuild swaps tables in, and the cache must not survive it.
+_TABLE_IDS = "SELECT ARRAY[{}]::oid[]".format(
+    ", ".join(f"'{t.name}'::regclass" for t in _CACHED_TABLES)
+)
+_EXISTING_EVENTS = "SELECT event_id FROM events WHERE event_id = ANY($1::text[])"
 #: Every staging table a batch may use, created once per session.
 _STAGES = ";\n".join(
     [
-        *(
-            t.create_stage_sql()
-            for t in (EVENTS, WORKFLOWS, STEPS, LOCKS, LOCK_REQUESTS, AGENTS, DEAD_LETTERS)
-        ),
+        *(t.create_stage_sql() for t in (STEPS, LOCKS, LOCK_REQUESTS, AGENTS, DEAD_LETTERS)),
         WORKFLOWS.create_stage_sql("upd"),
         AGENT_MINUTES.create_stage_sql(),
         LOCK_MINUTES.create_stage_sql(),
@@ -117,6 +139,7 @@ async def apply_batch(
     *,
     notify: str | None = None,
     before_commit: Callable[[], Awaitable[None]] | None = None,
+    cache: RowCache | None = None,
 ) -> BatchOutcome:
     """Fold ``records`` and store ``positions`` (next offset per partition) in one transaction.
 
@@ -128,8 +151,33 @@ async def apply_batch(
         notify: a channel to NOTIFY (on commit) when the batch folded new events.
         before_commit: awaited inside the transaction just before COMMIT (fault
             injection: tests cancel or fail here to prove a crash leaves nothing).
+        cache: rows of earlier batches (of this writer only); checked before use,
+            updated after COMMIT, cleared when anything fails.
     """
+    try:
+        outcome, changes = await _transaction(
+            conn, records, positions, notify=notify, before_commit=before_commit, cache=cache
+        )
+    except BaseException:
+        if cache is not None:
+            cache.clear()
+        raise
+    if cache is not None:
+        cache.committed(changes, outcome.offsets)
+    return outcome
+
+
+async def _transaction(
+    conn: Any,
+    records: Sequence[Record],
+    positions: Mapping[Partition, int],
+    *,
+    notify: str | None,
+    before_commit: Callable[[], Awaitable[None]] | None,
+    cache: RowCache | None,
+) -> tuple[BatchOutcome, Changes]:
     parts = sorted(positions)
+    changes = Changes()
     async with conn.transaction():
         await conn.execute(_STAGES)
         topics = [p[0] for p in parts]
@@ -139,11 +187,15 @@ async def apply_batch(
             (r["topic"], r["kafka_partition"]): r["next_offset"]
             for r in await conn.fetch(_LOCK_OFFSETS, topics, numbers)
         }
+        if cache is not None:
+            await _check_cache(conn, cache, stored)
         fresh = [r for r in records if r.offset >= stored.get((r.topic, r.partition), 0)]
         new = await _archive(conn, fresh)
         if new:
-            changes = fold_batch(new, await _load(conn, keys_of(new)))
-            await _write(conn, changes)
+            keys = keys_of(new)
+            loaded = await _load(conn, keys, cache)
+            changes = fold_batch(new, loaded, in_place=True)
+            await _write(conn, changes, loaded)
         advanced = {p: max(stored.get(p, 0), off) for p, off in positions.items()}
         changed = [p for p in parts if advanced[p] != stored.get(p, 0)]
         if changed:
@@ -157,57 +209,70 @@ async def apply_batch(
             await conn.execute("SELECT pg_notify($1, $2)", notify, str(len(new)))
         if before_commit is not None:
             await before_commit()
-    return BatchOutcome(
+    outcome = BatchOutcome(
         folded=len(new),
         redelivered=len(records) - len(fresh),
         duplicates=len(fresh) - len(new),
         offsets=advanced,
     )
+    return outcome, changes
+
+
+async def _check_cache(conn: Any, cache: RowCache, locked: Mapping[Partition, int]) -> None:
+    watched = [p for p in cache.watched if p not in locked]
+    offsets = dict(locked)
+    if watched:
+        rows = await conn.fetch(_READ_OFFSETS, [p[0] for p in watched], [p[1] for p in watched])
+        offsets.update({(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows})
+    cache.check(offsets, await conn.fetchval(_TABLE_IDS))
 
 
 async def _archive(conn: Any, records: Sequence[Record]) -> list[Record]:
-    """Insert the records into ``events``; return those whose event id was new, in order."""
+    """Copy the records whose event id is new into ``events``; return them, in order."""
     if not records:
         return []
-    seen: set[str] = set()
-    unique: list[Record] = []
+    unique: dict[str, Record] = {}
     for record in records:
-        event_id = record.event.envelope.event_id
-        if event_id not in seen:  # a duplicate inside the batch: the first one wins
-            seen.add(event_id)
-            unique.append(record)
-    await conn.copy_records_to_table(
-        EVENTS.stage(), records=list(zip(*archive_columns(unique), strict=True))
-    )
-    inserted = await conn.fetch(_ARCHIVE_SQL)
-    new_ids = {r["event_id"] for r in inserted}
-    return [r for r in unique if r.event.envelope.event_id in new_ids]
-
-
-async def _load_rows(conn: Any, table: Table, keys: set[str]) -> dict[str, Any]:
-    if not keys:
-        return {}
-    (key,) = table.key
-    records = await conn.fetch(table.load_sql(), sorted(keys))
-    return {r[key]: table.from_record(r) for r in records}
-
-
-async def _load(conn: Any, keys: Keys) -> Rows:
-    workflows = {}
-    if keys.workflows:
-        records = await conn.fetch(
-            WORKFLOWS.load_sql(WORKFLOW_LOAD_COLUMNS), sorted(keys.workflows)
+        # a duplicate inside the batch: the first one wins
+        unique.setdefault(record.event.envelope.event_id, record)
+    archived = {r[0] for r in await conn.fetch(_EXISTING_EVENTS, list(unique))}
+    new = [r for i, r in unique.items() if i not in archived] if archived else list(unique.values())
+    if new:
+        await conn.copy_records_to_table(
+            EVENTS.name, records=zip(*archive_columns(new), strict=True), columns=EVENTS.columns
         )
-        workflows = {
-            r["workflow_id"]: WORKFLOWS.from_record(r, **WORKFLOW_UNLOADED) for r in records
-        }
-    return Rows(
-        workflows=workflows,
-        steps=await _load_rows(conn, STEPS, keys.steps),
-        locks=await _load_rows(conn, LOCKS, keys.locks),
-        lock_requests=await _load_rows(conn, LOCK_REQUESTS, keys.lock_requests),
-        agents=await _load_rows(conn, AGENTS, keys.agents),
-    )
+    return new
+
+
+async def _load_rows(conn: Any, table: Table, keys: set[str], into: dict[str, Any]) -> None:
+    if not keys:
+        return
+    (key,) = table.key
+    from_record = table.from_record
+    for r in await conn.fetch(table.load_sql(), list(keys)):
+        into[r[key]] = from_record(r)
+
+
+async def _load(conn: Any, keys: Keys, cache: RowCache | None) -> Rows:
+    """The current rows of ``keys``: from the cache, the rest from the database."""
+    rows, missing = cache.take(keys) if cache is not None else (Rows(), keys)
+    if missing.workflows:
+        sql = WORKFLOWS.load_sql(WORKFLOW_LOAD_COLUMNS)
+        for r in await conn.fetch(sql, list(missing.workflows)):
+            rows.workflows[r["workflow_id"]] = WORKFLOWS.from_record(r, **WORKFLOW_UNLOADED)
+    await _load_rows(conn, STEPS, missing.steps, rows.steps)
+    await _load_rows(conn, LOCKS, missing.locks, rows.locks)
+    await _load_rows(conn, LOCK_REQUESTS, missing.lock_requests, rows.lock_requests)
+    await _load_rows(conn, AGENTS, missing.agents, rows.agents)
+    return rows
+
+
+async def _copy(conn: Any, table: Table, rows: Sequence[Any]) -> None:
+    """``COPY`` rows no one has written yet straight into ``table``."""
+    if rows:
+        await conn.copy_records_to_table(
+            table.name, records=table.records(rows), columns=table.columns
+        )
 
 
 async def _merge(
@@ -227,8 +292,19 @@ async def _merge(
     await conn.execute(table.merge_sql(mode, columns=columns, use=use))
 
 
-async def _write(conn: Any, changes: Changes) -> None:
-    await _merge(conn, WORKFLOWS, changes.new_workflows, "insert")
+async def _upsert(conn: Any, table: Table, rows: Sequence[Any], loaded: Mapping[str, Any]) -> None:
+    """New rows by ``COPY``, rows that existed (``loaded``) by a merge."""
+    if not rows:
+        return
+    (key,) = table.key
+    new = [r for r in rows if getattr(r, key) not in loaded]
+    await _copy(conn, table, new)
+    if len(new) < len(rows):
+        await _merge(conn, table, [r for r in rows if getattr(r, key) in loaded], "upsert")
+
+
+async def _write(conn: Any, changes: Changes, loaded: Rows) -> None:
+    await _copy(conn, WORKFLOWS, changes.new_workflows)
     await _merge(
         conn,
         WORKFLOWS,
@@ -237,10 +313,10 @@ async def _write(conn: Any, changes: Changes) -> None:
         columns=(*WORKFLOWS.key, *MUTABLE_COLUMNS),
         use="upd",
     )
-    await _merge(conn, STEPS, changes.steps, "upsert")
-    await _merge(conn, LOCKS, changes.locks, "upsert")
-    await _merge(conn, LOCK_REQUESTS, changes.lock_requests, "upsert")
-    await _merge(conn, AGENTS, changes.agents, "upsert")
+    await _upsert(conn, STEPS, changes.steps, loaded.steps)
+    await _upsert(conn, LOCKS, changes.locks, loaded.locks)
+    await _upsert(conn, LOCK_REQUESTS, changes.lock_requests, loaded.lock_requests)
+    await _upsert(conn, AGENTS, changes.agents, loaded.agents)
     await _merge(conn, DEAD_LETTERS, changes.dead_letters, "insert")
     await _merge(conn, AGENT_MINUTES, changes.agent_minutes, "add")
     await _merge(conn, LOCK_MINUTES, changes.lock_minutes, "add")

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
+from operator import attrgetter
 from typing import Any, Literal
 
 from agentlog.projections.folds.agents import AgentRow
@@ -102,18 +103,28 @@ class Table:
         self, rows: Sequence[Any], columns: Sequence[str] | None = None
     ) -> list[tuple[Any, ...]]:
         """``rows`` as tuples of ``columns`` (default all), encoded for COPY."""
-        chosen = list(columns or self.columns)
+        chosen = tuple(columns or self.columns)
+        values_of = self._getter(chosen)
         encoders = [(i, self.encoders[c]) for i, c in enumerate(chosen) if c in self.encoders]
         if not encoders:
-            return [tuple(getattr(r, c) for c in chosen) for r in rows]
+            return list(map(values_of, rows))
         out = []
         for r in rows:
-            values = [getattr(r, c) for c in chosen]
+            values = list(values_of(r))
             for i, encode in encoders:
                 if values[i] is not None:
                     values[i] = encode(values[i])
             out.append(tuple(values))
         return out
+
+    def _getter(self, columns: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+        # attrgetter of several names returns a tuple, built in C: the hot path of every write
+        getters: dict[tuple[str, ...], Any] = self.__dict__.setdefault("_getters", {})
+        getter = getters.get(columns)
+        if getter is None:
+            one = attrgetter(*columns)
+            getter = getters[columns] = one if len(columns) > 1 else lambda r: (one(r),)
+        return getter
 
     def load_sql(self, columns: Sequence[str] | None = None) -> str:
         """SELECT of rows whose (single-column) key is in the array ``$1``."""
@@ -123,10 +134,11 @@ class Table:
 
     def from_record(self, record: Any, **defaults: Any) -> Any:
         """A row dataclass from a loaded asyncpg record (missing columns from ``defaults``)."""
-        values = dict(defaults)
-        for c, value in record.items():
-            decode = self.decoders.get(c)
-            values[c] = decode(value) if decode is not None and value is not None else value
+        values = {**defaults, **record}
+        for c, decode in self.decoders.items():
+            value = values.get(c)
+            if value is not None:
+                values[c] = decode(value)
         return self.row(**values)
 
 

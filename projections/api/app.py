@@ -51,10 +51,12 @@ def create_app(
 ) -> FastAPI:
     """The API over ``projection.schema`` of ``settings.postgres_dsn``.
 
+    ``projection`` defaults to the projection fields of ``settings``.
+
     Raises:
         ConfigError: no PostgreSQL DSN is set.
     """
-    projection = projection or ProjectionSettings()
+    projection = projection or ProjectionSettings.from_settings(settings)
     state = ApiState(
         settings=settings,
         projection=projection,

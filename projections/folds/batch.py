@@ -134,35 +134,45 @@ def keys_of(records: Sequence[Record]) -> Keys:
 
 
 class _Working:
-    """Copies of the loaded rows, made on first touch, and which keys changed."""
+    """Copies of the loaded rows, made on first touch, and which keys changed.
 
-    def __init__(self, loaded: Rows) -> None:
+    With ``in_place`` the loaded rows themselves are updated (no copies): the
+    store loads rows for one fold only, or drops its cache when a batch fails.
+    """
+
+    def __init__(self, loaded: Rows, *, in_place: bool = False) -> None:
         self.loaded = loaded
+        self.copy: Any = _same if in_place else replace
         self.workflows: dict[str, WorkflowRow | None] = {}
         self.steps: dict[str, StepRow] = {}
         self.locks: dict[str, LockRow] = {}
         self.lock_requests: dict[str, LockRequestRow] = {}
         self.agents: dict[str, AgentRow] = {}
 
-    @staticmethod
-    def _get(working: dict[str, R], loaded: dict[str, R], key: str) -> R | None:
+    def get(self, working: dict[str, R], loaded: dict[str, R], key: str) -> R | None:
         row = working.get(key)
         if row is None and key in loaded:
-            row = working[key] = replace(loaded[key])  # type: ignore[type-var]
+            row = working[key] = self.copy(loaded[key])
         return row
 
 
-def fold_batch(records: Sequence[Record], loaded: Rows) -> Changes:
+def _same(row: R) -> R:
+    return row
+
+
+def fold_batch(records: Sequence[Record], loaded: Rows, *, in_place: bool = False) -> Changes:
     """Apply ``records`` (new events only, in log order per partition) to ``loaded`` rows.
 
-    ``loaded`` is not modified. Every row the batch changed appears once in
-    the result, in its final state.
+    ``loaded`` is not modified unless ``in_place``: then its rows are updated
+    instead of copies (cheaper; for a caller that owns them). Every row the
+    batch changed appears once in the result, in its final state. Events of
+    types no fold knows (a newer agentlog's) are only counted.
     """
-    w = _Working(loaded)
+    w = _Working(loaded, in_place=in_place)
     rollups = Rollups()
     counts: Counter[tuple[str, str]] = Counter()
     dead_letters: list[DeadLetterRow] = []
-    get = _Working._get
+    get = w.get
     kinds = _KIND
     for record in records:
         event: Any = record.event
@@ -194,10 +204,10 @@ def fold_batch(records: Sequence[Record], loaded: Rows) -> Changes:
 
 
 def _lock(w: _Working, event: Any, rollups: Rollups) -> None:
-    lock = w._get(w.locks, w.loaded.locks, event.resource)
+    lock = w.get(w.locks, w.loaded.locks, event.resource)
     if lock is None:
         lock = w.locks[event.resource] = new_lock(event)
-    request = w._get(w.lock_requests, w.loaded.lock_requests, event.request_id)
+    request = w.get(w.lock_requests, w.loaded.lock_requests, event.request_id)
     if request is None:
         request = w.lock_requests[event.request_id] = new_request(event)
     apply_lock(lock, request, event, rollups)
@@ -211,7 +221,7 @@ def _workflow(w: _Working, record: Record, event: Any) -> None:
             # the first event creates the row (or nothing, for a stray event)
             w.workflows[workflow_id] = evolve_workflow(None, event, record.partition, record.offset)
             return
-        w.workflows[workflow_id] = replace(loaded)
+        w.workflows[workflow_id] = w.copy(loaded)
     row = w.workflows[workflow_id]
     if row is None:
         w.workflows[workflow_id] = evolve_workflow(None, event, record.partition, record.offset)

@@ -13,6 +13,10 @@ Phases, in one run against the same broker and PostgreSQL:
 5. with ``--api``: the query API on a schema of ``--api-workflows`` synthetic
    workflows, list and get latency p50/p99 (in-process ASGI client).
 
+Phases 2-4 run ``--rounds`` times on the same topics (a fresh schema each
+round); the summary gives the medians and the ratio of each to the raw COPY
+baseline of the same run (the machine is shared and noisy: compare ratios).
+
 Run: ``python -m tests.bench.projections`` (embedded Tansu and PostgreSQL) or
 with ``AGENTLOG_KAFKA_BOOTSTRAP`` / ``AGENTLOG_POSTGRES_DSN`` set.
 """
@@ -177,6 +181,36 @@ async def raw_copy(dsn: str, schema: str) -> dict[str, float]:
         await conn.close()
 
 
+async def one_round(settings: Settings, args: argparse.Namespace) -> dict[str, int]:
+    """Read-only drain, catch-up (one process, then ``--workers``), raw COPY; events/s each."""
+    out: dict[str, int] = {}
+    count, seconds = await drain(settings)
+    out["read_decode_per_s"] = round(count / seconds)
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    records, seconds = await catch_up(settings, schema, args.batch)
+    out["catch_up_per_s"] = round(records / seconds)
+    if args.workers > 1:
+        schema2 = f"bench_{uuid.uuid4().hex[:8]}"
+        records, seconds = await catch_up_workers(settings, schema2, args.batch, args.workers)
+        out[f"catch_up_{args.workers}_workers_per_s"] = round(records / seconds)
+        await _drop(settings, schema2)
+    assert settings.postgres_dsn is not None
+    copies = await raw_copy(settings.postgres_dsn, schema)
+    out["raw_copy_indexed_per_s"] = round(copies["indexed"])
+    out["raw_copy_bare_per_s"] = round(copies["bare"])
+    await _drop(settings, schema)
+    return out
+
+
+async def _drop(settings: Settings, schema: str) -> None:
+    assert settings.postgres_dsn is not None
+    conn = await asyncpg.connect(settings.postgres_dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     async with contextlib.AsyncExitStack() as stack:
@@ -198,23 +232,20 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             produced = await produce(settings, items, chunk=2000)
             results["produced"] = produced
             results["produce_per_s"] = round(produced / (time.perf_counter() - started))
-            count, seconds = await drain(settings)
-            results["read_decode_per_s"] = round(count / seconds)
-            schema = f"bench_{uuid.uuid4().hex[:8]}"
-            records, seconds = await catch_up(settings, schema, args.batch)
-            results["catch_up_records"] = records
-            results["catch_up_seconds"] = round(seconds, 2)
-            results["catch_up_per_s"] = round(records / seconds)
-            if args.workers > 1:
-                schema2 = f"bench_{uuid.uuid4().hex[:8]}"
-                records, seconds = await catch_up_workers(
-                    settings, schema2, args.batch, args.workers
-                )
-                results[f"catch_up_{args.workers}_workers_per_s"] = round(records / seconds)
-            assert settings.postgres_dsn is not None
-            copies = await raw_copy(settings.postgres_dsn, schema)
-            results["raw_copy_indexed_per_s"] = round(copies["indexed"])
-            results["raw_copy_bare_per_s"] = round(copies["bare"])
+            rounds = []
+            for n in range(1, args.rounds + 1):
+                rounds.append(await one_round(settings, args))
+                print(f"round {n}: {json.dumps(rounds[-1])}", flush=True)
+            results["rounds"] = rounds
+            results["median"] = {
+                k: round(statistics.median(r[k] for r in rounds)) for k in rounds[0]
+            }
+            baseline = results["median"]["raw_copy_indexed_per_s"]
+            results["ratio_to_raw_copy_indexed"] = {
+                k: round(v / baseline, 3)
+                for k, v in results["median"].items()
+                if k.startswith("catch_up")
+            }
         if args.api:
             assert settings.postgres_dsn is not None
             results["api"] = await measure_api(
@@ -350,6 +381,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--workflows", type=int, default=4000, help="0 skips the catch-up part")
     parser.add_argument("--batch", type=int, default=10_000, help="projector batch size")
     parser.add_argument("--workers", type=int, default=2, help="also catch up with N processes")
+    parser.add_argument("--rounds", type=int, default=3, help="catch-up rounds (medians)")
     parser.add_argument("--api", action="store_true", help="also measure the query API")
     parser.add_argument("--api-workflows", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=500)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import psutil
 import pytest
 
@@ -130,6 +131,27 @@ async def assert_servers_answer(info: dict[str, Any]) -> None:
     await check_kafka(info["kafka_bootstrap"], within=10)
     await check_postgres(info["postgres_dsn"], within=10)
     await check_redis(info["redis_url"], within=10)
+    await assert_api_answers(info["api_url"])
+
+
+async def assert_api_answers(url: str) -> None:
+    """The query API of agentlog dev serves the read models the projector keeps."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        for path in ("/health", "/stats", "/workflows"):
+            response = await client.get(path)
+            assert response.status_code == 200, (path, response.text)
+        assert (await client.get("/openapi.json")).json()["info"]["title"]
+
+
+def api_port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None
+    return port
+
+
+def is_listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
@@ -158,11 +180,14 @@ async def test_dev_runs_until_a_signal_then_stops_everything(
         assert "ready in " in out
         assert "memory-only" in out
         assert "fresh data directory" in out
+        assert f"{info['api_url']}/docs" in out  # the URL is printed
+        api_port = api_port_of(info["api_url"])
         dev.proc.send_signal(stop_signal)
         assert await dev.exit_code() == 0, dev.stderr
     finally:
         await dev.kill()
     assert not await wait_gone(procs, within=5)
+    assert not is_listening(api_port)
     assert not dev.info_path.exists()
     assert "agentlog dev stopped" in dev.stdout
     assert "Traceback" not in dev.stderr
@@ -284,3 +309,39 @@ async def test_help_teaches_and_a_missing_command_is_a_usage_error(tmp_path: Pat
     code, text = await run()
     assert code == 2
     assert "dev" in text
+
+
+async def test_the_api_port_can_be_chosen_and_a_taken_one_is_named(
+    tmp_path: Path, held_port: int
+) -> None:
+    port = pick_port()
+    for name in ("chosen", "taken"):
+        (tmp_path / name).mkdir()
+    dev = await Dev.start(tmp_path / "chosen", "--api-port", str(port))
+    try:
+        info = await dev.ready()
+        assert info["api_url"] == f"http://127.0.0.1:{port}"
+        await assert_api_answers(info["api_url"])
+        dev.proc.send_signal(signal.SIGTERM)
+        assert await dev.exit_code() == 0, dev.stderr
+    finally:
+        await dev.kill()
+    assert not is_listening(port)
+
+    taken = await Dev.start(tmp_path / "taken", env=clean_env(AGENTLOG_API_PORT=str(held_port)))
+    try:
+        assert await taken.exit_code(within=READY_TIMEOUT) == 2, taken.stderr
+    finally:
+        await taken.kill()
+    assert f"error: AGENTLOG_API_PORT={held_port}: 127.0.0.1:{held_port} is already in use" in (
+        taken.stderr
+    )
+    assert "Traceback" not in taken.stderr
+    assert not taken.info_path.exists()
+    assert not await wait_gone(processes_using(taken.data_dir), within=5)
+
+
+def pick_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -315,10 +315,23 @@ def test_dockerfile_has_no_problems() -> None:
     assert dockerfile_problems(DOCKERFILE.read_text(encoding="utf-8")) == []
 
 
-def test_compose_defines_only_the_topics_one_shot_of_agentlog() -> None:
+def test_compose_runs_topics_then_the_projector_and_the_api() -> None:
     services = load_compose()["services"]
     agentlog = {name: svc for name, svc in services.items() if is_agentlog(svc)}
-    assert set(agentlog) == {"agentlog-topics"}
+    assert set(agentlog) == {"agentlog-topics", "projector", "api"}
+    projector, api = agentlog["projector"], agentlog["api"]
+    assert projector["command"][:2] == ["projector", "run"]
+    assert projector["depends_on"]["agentlog-topics"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert api["command"] == ["api"]
+    env = env_of(api)
+    assert env["AGENTLOG_API_HOST"] == "0.0.0.0"  # inside its container
+    assert api["ports"] == [f"127.0.0.1:{env['AGENTLOG_API_PORT']}:{env['AGENTLOG_API_PORT']}"]
+    for service in (projector, api):
+        assert has_healthcheck(service)
+        assert not is_one_shot(service)
+        assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}
     topics = agentlog["agentlog-topics"]
     assert topics["command"] == ["topics", "create"]
     assert is_one_shot(topics)

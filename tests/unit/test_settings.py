@@ -171,9 +171,36 @@ def test_every_known_variable_is_read() -> None:
         "AGENTLOG_LOG_LEVEL": "ERROR",
         "AGENTLOG_KAFKA_SECURITY_PROTOCOL": "SSL",
         "AGENTLOG_KAFKA_SASL_MECHANISM": "PLAIN",
+        "AGENTLOG_PROJECTION_SCHEMA": "ops",
+        "AGENTLOG_API_PORT": "8081",
     }
     env = {name: samples.get(name, "value-of-" + name.lower()) for name in KNOWN_VARIABLES}
     s = Settings.from_env(env)
     assert s != Settings()
     assert s.kafka_security.ssl_cafile == "value-of-agentlog_kafka_ssl_cafile"
     assert s.source == "value-of-agentlog_source"
+    assert (s.projection_schema, s.api_port) == ("ops", 8081)
+    assert s.api_token == "value-of-agentlog_api_token"
+    assert s.api_host == "value-of-agentlog_api_host"
+
+
+def test_projection_and_api_variables() -> None:
+    s = Settings.from_env({})
+    assert (s.projection_schema, s.api_token, s.api_host, s.api_port) == (
+        "agentlog",
+        None,
+        "127.0.0.1",
+        None,
+    )
+    s = Settings.from_env({"AGENTLOG_API_TOKEN": "hunter2", "AGENTLOG_API_PORT": ""})
+    assert s.api_token == "hunter2"
+    assert s.api_port is None  # empty means unset
+    assert "hunter2" not in repr(s)
+    for variable, value in (
+        ("AGENTLOG_PROJECTION_SCHEMA", "Drop Table"),
+        ("AGENTLOG_API_PORT", "0"),
+        ("AGENTLOG_API_PORT", "eighty"),
+        ("AGENTLOG_API_HOST", ""),
+    ):
+        with pytest.raises(ConfigError, match=variable):
+            Settings.from_env({variable: value})

@@ -29,24 +29,30 @@ from agentlog.schemas.events import (
     TaskCompleted,
     new_envelope,
 )
+from agentlog.settings import Settings
 
 T0 = datetime(2031, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
 def test_settings_read_the_environment_and_name_bad_values() -> None:
-    s = ProjectionSettings.from_env(
+    settings = Settings.from_env(
         {
             "AGENTLOG_PROJECTION_SCHEMA": "ops",
             "AGENTLOG_API_TOKEN": "s3cr3t",
+            "AGENTLOG_API_HOST": "0.0.0.0",
             "AGENTLOG_API_PORT": "9",
         }
     )
-    assert (s.schema, s.api_token, s.api_port) == ("ops", "s3cr3t", 9)
-    assert "s3cr3t" not in repr(s)
+    s = ProjectionSettings.from_settings(settings)
+    assert (s.schema, s.api_token, s.api_host, s.api_port) == ("ops", "s3cr3t", "0.0.0.0", 9)
+    assert "s3cr3t" not in repr(s) + repr(settings)
+    assert ProjectionSettings.from_settings(Settings()) == ProjectionSettings()
     with pytest.raises(ConfigError, match="AGENTLOG_PROJECTION_SCHEMA"):
-        ProjectionSettings.from_env({"AGENTLOG_PROJECTION_SCHEMA": "drop table"})
+        Settings.from_env({"AGENTLOG_PROJECTION_SCHEMA": "drop table"})
     with pytest.raises(ConfigError, match="AGENTLOG_API_PORT"):
-        ProjectionSettings.from_env({"AGENTLOG_API_PORT": "http"})
+        Settings.from_env({"AGENTLOG_API_PORT": "http"})
+    with pytest.raises(ConfigError, match="AGENTLOG_API_PORT"):
+        Settings.from_env({"AGENTLOG_API_PORT": "70000"})
     with pytest.raises(ConfigError, match="--schema"):
         check_schema("1abc", "--schema")
 
