@@ -48,6 +48,7 @@ from agentlog.projections.store import (
     apply_batch,
     load_offsets,
 )
+from agentlog.schemas.events import EVENT_COPIES
 from agentlog.settings import Settings
 from agentlog.streams.codec import AvroCodec
 from agentlog.streams.consumer import EventConsumer
@@ -165,6 +166,12 @@ class Projector:
     ) -> None:
         require_dsn(settings.postgres_dsn)
         self.settings = settings
+        #: (topic, type) of copies: the same event is folded from its home topic only
+        self._copies = frozenset(
+            (settings.topic(family), name)
+            for name, families in EVENT_COPIES.items()
+            for family in families
+        )
         self.config = config or ProjectorConfig()
         self.codec = codec or AvroCodec.default()
         self.stats = ProjectorStats()
@@ -414,10 +421,13 @@ class Projector:
         timeout_ms = 200
         while len(records) < self.config.batch_size:
             delivered = await consumer.poll(timeout_ms=timeout_ms)
+            copies = self._copies
             for d in delivered:
                 # in goal mode a partition without a target gets none of its records folded
                 if goal is not None and d.offset >= goal.get((d.topic, d.partition), 0):
                     continue
+                if (d.topic, d.event.envelope.type) in copies:
+                    continue  # a lock decision copied to responses: folded from the locks topic
                 records.append(record_of(d.topic, d.partition, d.offset, d.timestamp_ms, d.event))
             timeout_ms = max(0, int((deadline - time.monotonic()) * 1000))
             if not delivered:
