@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from agentlog.agents.runtime.context import TaskContext
 from agentlog.agents.runtime.definition import Handler
@@ -29,9 +30,11 @@ DEFAULT_CANCEL_GRACE = 2.0
 @dataclass(slots=True, eq=False)
 class _Running:
     ctx: TaskContext
-    runner: asyncio.Task[Outcome]
+    runner: asyncio.Task[Any]  # the task running the handler (the caller of run())
     reason: str | None = None
     timer: asyncio.TimerHandle | None = None
+    interrupted: bool = False  # runner.cancel() was called by _cancel_late
+    finished: bool = False
 
 
 class RunningHandlers:
@@ -55,27 +58,37 @@ class RunningHandlers:
         return (entry.ctx for entry in list(self._running.values()))
 
     async def run(self, handler: Handler, ctx: TaskContext) -> Outcome:
-        """Run ``handler(ctx)`` (see :func:`run_task`) in a task of its own; never raises.
+        """Run ``handler(ctx)`` (see :func:`run_task`) in the calling task; never raises.
+
+        The handler runs in the caller's own asyncio task (no task of its own:
+        one per task is enough), and :meth:`cancel` cancels that task after
+        the grace period; that one cancellation is absorbed here and answered
+        as ``cancelled``.
 
         Raises:
-            asyncio.CancelledError: only when the caller itself is cancelled
-                (the handler is cancelled with it).
+            asyncio.CancelledError: only when the caller is cancelled by anyone else
+                (shutdown); the handler is interrupted with it.
         """
-        runner = asyncio.create_task(run_task(handler, ctx), name=f"handler-{ctx.task_id}")
+        runner = asyncio.current_task()
+        if runner is None:
+            raise RuntimeError("RunningHandlers.run must be awaited in an asyncio task")
         entry = self._running[ctx.task_id] = _Running(ctx, runner)
         started = time.monotonic()
         outcome: Outcome | None = None
         try:
-            outcome = await runner
+            outcome = await run_task(handler, ctx)
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            # re-raise unless it is only the handler that was cancelled, by cancel() below
-            if entry.reason is None or (current is not None and current.cancelling()):
+            # absorb only our own cancel() (after the grace); anyone else's still cancels
+            if not entry.interrupted or runner.uncancel() > 0:
                 raise
         finally:
+            entry.finished = True
             self._running.pop(ctx.task_id, None)
             if entry.timer is not None:
                 entry.timer.cancel()
+        if entry.interrupted and outcome is not None and runner.uncancel() > 0:
+            # the handler swallowed our cancellation and returned; someone else cancels too
+            raise asyncio.CancelledError
         if entry.reason is None and outcome is not None:
             return outcome
         latency_ms = round((time.monotonic() - started) * 1000.0, 3)
@@ -93,14 +106,13 @@ class RunningHandlers:
             return False
         entry.reason = reason
         entry.ctx.cancelled.set()
-        if not entry.runner.done():
-            loop = asyncio.get_running_loop()
-            entry.timer = loop.call_later(self.grace, _cancel_late, entry)
+        loop = asyncio.get_running_loop()
+        entry.timer = loop.call_later(self.grace, _cancel_late, entry)
         return True
 
 
 def _cancel_late(entry: _Running) -> None:
-    if entry.runner.done():
+    if entry.finished:
         return
     task = entry.ctx.task
     logger.info(
@@ -109,4 +121,5 @@ def _cancel_late(entry: _Running) -> None:
         task.workflow_id,
         task.step,
     )
+    entry.interrupted = True
     entry.runner.cancel()

@@ -62,6 +62,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 is too short; give a number of seconds above 0")
+    return value
+
+
 def add_run_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``run`` (under ``agentlog agent`` or ``python -m agentlog.agents.runtime``)."""
     parser = base.add_command(
@@ -91,6 +98,14 @@ def add_run_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         default=5.0,
         metavar="SECONDS",
         help="seconds between AgentHeartbeat events (default 5)",
+    )
+    parser.add_argument(
+        "--commit-interval",
+        type=_positive_seconds,
+        default=0.2,
+        metavar="SECONDS",
+        help="seconds between offset commits of answered tasks (default 0.2); a crash "
+        "redelivers the tasks answered since the last one",
     )
     base.add_connection_options(parser)
     parser.add_argument(
@@ -134,6 +149,7 @@ async def run_agents_command(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         shutdown_grace=args.grace,
         heartbeat_interval=args.heartbeat,
+        commit_interval=args.commit_interval,
     )
     signals = base.StopSignals()
     with signals.installed():

@@ -43,6 +43,9 @@ class UsageReport:
         )
 
 
+_NO_USAGE = UsageReport()
+
+
 class TaskLogAdapter(logging.LoggerAdapter[logging.Logger]):
     """Appends ``[workflow=… step=… task=… agent=…]`` to every line a handler logs."""
 
@@ -66,10 +69,9 @@ class TaskContext:
             or the pool is shutting down and its grace period ran out); the
             handler is cancelled right after, so long synchronous work in
             threads should check it.
-        log: a logger whose lines carry the workflow, step, task and agent ids.
     """
 
-    __slots__ = ("_progress_sink", "_usage", "agent_id", "cancelled", "log", "task")
+    __slots__ = ("_log", "_logger", "_progress_sink", "_usage", "agent_id", "cancelled", "task")
 
     def __init__(
         self,
@@ -89,10 +91,19 @@ class TaskContext:
         self.agent_id = agent_id
         self.cancelled = asyncio.Event()
         self._progress_sink = progress_sink
-        self._usage = UsageReport()
-        base = logger or logging.getLogger(f"agentlog.agent.{task.agent_kind}")
-        ids = {"workflow": task.workflow_id, "step": task.step, "task": task.task_id}
-        self.log = TaskLogAdapter(base, {**ids, "agent": agent_id})
+        self._usage = _NO_USAGE
+        self._logger = logger
+        self._log: TaskLogAdapter | None = None
+
+    @property
+    def log(self) -> TaskLogAdapter:
+        """A logger whose lines carry the workflow, step, task and agent ids."""
+        if self._log is None:  # made on first use: most handlers of a busy pool never log
+            task = self.task
+            base = self._logger or logging.getLogger(f"agentlog.agent.{task.agent_kind}")
+            ids = {"workflow": task.workflow_id, "step": task.step, "task": task.task_id}
+            self._log = TaskLogAdapter(base, {**ids, "agent": self.agent_id})
+        return self._log
 
     @classmethod
     def local(

@@ -1,12 +1,15 @@
 """``AgentPool``: runs one :class:`Agent` in this process against ``tasks.<kind>``.
 
 One fetch loop polls the consumer group ``<prefix>.agents.<kind>`` into a
-bounded priority buffer (pausing the partitions while it is full); N workers
-take the highest-priority waiting task, run the handler, publish the
-``TaskCompleted``/``TaskFailed`` to ``responses`` (acks=all) and only then
-settle the task's offset. Offsets are committed per partition up to the lowest
-task still waiting or running (:mod:`.offsets`), so whatever a crash
-interrupts is delivered again, and nothing else.
+bounded priority buffer (pausing the partitions while it is full, or while
+too many answers wait for their acknowledgement). Up to N tasks run at once,
+the highest-priority waiting one first, each in an asyncio task of its own:
+run the handler, produce the ``TaskCompleted``/``TaskFailed`` to
+``responses`` and move on; the task's offset is settled when the broker
+acknowledges the answer (acks=all, :mod:`.answers`). A timer commits per
+partition up to the lowest task not settled (:mod:`.offsets`,
+:mod:`.commits`), off the fetch and answer paths, so whatever a crash
+interrupts is delivered again, and nothing is lost.
 
 A ``TaskCancelled`` on the same topic (behind its ``TaskRequested``) drops the
 task if it waits, or stops it if it runs (:mod:`.cancel`); either way the task
@@ -20,22 +23,24 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
+from agentlog.agents.runtime.answers import Answers
 from agentlog.agents.runtime.buffer import PriorityBuffer
 from agentlog.agents.runtime.cancel import DEFAULT_CANCEL_GRACE, RunningHandlers
+from agentlog.agents.runtime.commits import Committer
 from agentlog.agents.runtime.consumer import TaskConsumer, group_id_for
 from agentlog.agents.runtime.context import TaskContext
 from agentlog.agents.runtime.definition import Agent
-from agentlog.agents.runtime.errors import AgentPoolError, Failure, cancelled_failure
+from agentlog.agents.runtime.errors import OUTPUT_TOO_LARGE, AgentPoolError, cancelled_failure
 from agentlog.agents.runtime.execute import Outcome
 from agentlog.agents.runtime.jobs import Admission, Job, JobIndex
 from agentlog.agents.runtime.offsets import OffsetTracker
 from agentlog.agents.runtime.presence import deregistered, heartbeat, new_agent_id, registered
-from agentlog.agents.runtime.respond import publish_answer
+from agentlog.agents.runtime.respond import TOO_LARGE, enqueue_answer, too_large
 from agentlog.errors import ConfigError
 from agentlog.schemas.events import Event, TaskCancelled, TaskProgress, TaskRequested, TaskUsage
 from agentlog.settings import Settings
@@ -48,6 +53,14 @@ logger = logging.getLogger(__name__)
 
 _FETCH_STOP_TIMEOUT_S = 5.0
 _CANCEL_TIMEOUT_S = 5.0
+#: Longest wait for the last answers' acknowledgements on stop (the producer's request timeout
+#: is 30 s: by then each is acknowledged or failed).
+_ACK_WAIT_S = 35.0
+#: Answers awaiting acknowledgement, per buffered task allowed, before fetching pauses.
+_UNACKED_PER_BUFFERED = 4
+
+_Answer = tuple[Job[TopicPartition], Outcome]
+_T = TypeVar("_T")
 _ADMISSION_NOTE = {
     Admission.ATTACHED: "already here",
     Admission.FINISHED: "finished already",
@@ -66,6 +79,7 @@ class PoolStats:
     duplicates: int
     handed_back: int
     cancelled: int = 0
+    unacknowledged: int = 0  # answered, the broker's acknowledgement not back yet
 
 
 class AgentPool:
@@ -105,7 +119,9 @@ class AgentPool:
         shutdown_grace: seconds running tasks get to finish on :meth:`stop`.
         agent_id: defaults to ``<kind>-<host>-<pid>-<8 hex>``.
         poll_timeout_ms: longest wait of one poll (bounds the reaction to stop()).
-        commit_interval: least seconds between offset commits.
+        commit_interval: seconds between offset commits (of the tasks whose answers
+            were acknowledged since); a crash redelivers at most that many seconds
+            of answered tasks, besides the unfinished ones.
         cancel_grace: seconds a handler whose task was cancelled (``TaskCancelled``)
             gets after ``ctx.cancelled`` is set, before it is cancelled.
         """
@@ -131,6 +147,13 @@ class AgentPool:
         self._heartbeat_interval = heartbeat_interval
         self._grace = shutdown_grace
         self._poll_timeout_ms = poll_timeout_ms
+        if commit_interval <= 0:
+            raise ConfigError(
+                "commit_interval",
+                commit_interval,
+                "must be more than 0 seconds",
+                "Pass a commit interval such as 0.2.",
+            )
         self._commit_interval = commit_interval
         self._buffer: PriorityBuffer[Job[TopicPartition]] = PriorityBuffer(
             max_buffered or max(2 * self.concurrency, 8)
@@ -139,13 +162,18 @@ class AgentPool:
         self._handlers = RunningHandlers(cancel_grace)
         self._dropped: list[Job[TopicPartition]] = []  # cancelled while waiting: to answer
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self._wakeup = asyncio.Event()
+        self._running: dict[asyncio.Task[None], Job[TopicPartition]] = {}
+        self._answers: Answers[_Answer] = Answers(self._produce, self._acked, self._answer_failed)
+        self._max_unacked = _UNACKED_PER_BUFFERED * self._buffer.capacity
+        self._room = asyncio.Event()  # set when the buffer and the answers in flight have room
         self._stopping = asyncio.Event()
         self._done = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._committer: Committer | None = None
         self._fetcher: asyncio.Task[None] | None = None
-        self._workers: list[asyncio.Task[None]] = []
         self._heartbeat: asyncio.Task[None] | None = None
+        self._commits: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
         self._state = "new"
         self._paused = False
         self._failure: BaseException | None = None
@@ -189,6 +217,9 @@ class AgentPool:
                 await producer.send(self._agents_topic, self._registered())
                 undo.pop_all()
             self._producer, self._consumer = producer, consumer
+            self._committer = Committer(
+                consumer, self._tracker, self._commit_interval, self.agent_id
+            )
             self._spawn()
             self._state = "running"
         logger.info(
@@ -201,15 +232,16 @@ class AgentPool:
         )
 
     def _spawn(self) -> None:
+        committer = self._require(self._committer)
         self._fetcher = asyncio.create_task(self._fetch_loop(), name=f"{self.agent_id}-fetch")
         self._heartbeat = asyncio.create_task(
             self._heartbeat_loop(), name=f"{self.agent_id}-heartbeat"
         )
-        self._workers = [
-            asyncio.create_task(self._worker(), name=f"{self.agent_id}-worker-{i}")
-            for i in range(self.concurrency)
-        ]
-        for task in [self._fetcher, self._heartbeat, *self._workers]:
+        self._commits = asyncio.create_task(
+            committer.run(self._stopping), name=f"{self.agent_id}-commit"
+        )
+        self._sender = asyncio.create_task(self._answers.run(), name=f"{self.agent_id}-answer")
+        for task in (self._fetcher, self._heartbeat, self._commits, self._sender):
             task.add_done_callback(self._watch)
 
     async def stop(self, reason: str = "stopped", *, grace: float | None = None) -> None:
@@ -237,23 +269,26 @@ class AgentPool:
 
     async def _shutdown(self, reason: str, grace: float) -> None:
         self._stopping.set()
-        self._wakeup.set()
+        self._room.set()
         await _finish(self._fetcher, _FETCH_STOP_TIMEOUT_S)
-        running = len(self._jobs.running)
-        if running:
+        if self._running:
             logger.info(
                 "agent %s stopping: %s running task(s) get %.1f s to finish",
                 self.agent_id,
-                running,
+                len(self._running),
                 grace,
             )
-        unfinished = await self._drain_workers(grace)
+        unfinished = await self._drain_running(grace)
         waiting = self._buffer.clear()
         for job in waiting:
             self._jobs.drop(job)
-        self._counts["handed_back"] += len(waiting) + len(unfinished)
+        unacked = await self._drain_answers()
+        handed_back = len(waiting) + len(unfinished) + len(unacked)
+        self._counts["handed_back"] += handed_back
         await _finish(self._heartbeat, 0)
-        await self._commit()
+        await _finish(self._commits, _FETCH_STOP_TIMEOUT_S)
+        if self._committer is not None:
+            await self._committer.commit()
         failed = self._failure is not None
         await self._announce_stop(f"failed: {self._failure}" if failed else reason)
         if self._consumer is not None:
@@ -262,22 +297,23 @@ class AgentPool:
             await self._producer.stop()
         logger.info(
             "agent %s stopped (%s): %s completed, %s failed, %s handed back (%s waiting, %s "
-            "interrupted)",
+            "interrupted, %s answered without acknowledgement)",
             self.agent_id,
             reason,
             self._counts["completed"],
             self._counts["failed"],
-            len(waiting) + len(unfinished),
+            handed_back,
             len(waiting),
             len(unfinished),
+            len(unacked),
         )
 
-    async def _drain_workers(self, grace: float) -> list[Job[TopicPartition]]:
-        """Wait up to ``grace`` for the workers' current tasks; cancel what still runs."""
-        if not self._workers:
+    async def _drain_running(self, grace: float) -> list[Job[TopicPartition]]:
+        """Wait up to ``grace`` for the running tasks; cancel what still runs (handed back)."""
+        if not self._running:
             return []
-        _, pending = await asyncio.wait(self._workers, timeout=max(grace, 0.0))
-        unfinished = self._jobs.running
+        _, pending = await asyncio.wait(list(self._running), timeout=max(grace, 0.0))
+        unfinished = [job for task, job in self._running.items() if task in pending]
         for ctx in self._handlers.contexts():
             ctx.cancelled.set()
         for job in unfinished:
@@ -296,6 +332,29 @@ class AgentPool:
         if pending:
             await asyncio.wait(pending, timeout=_CANCEL_TIMEOUT_S)
         return unfinished
+
+    async def _drain_answers(self) -> list[_Answer]:
+        """Wait for the last answers' acknowledgements, so that their offsets can be committed.
+
+        Returns:
+            the answers still unacknowledged: their tasks are not settled, so they
+            are delivered again (and answered twice, which the orchestrator ignores).
+        """
+        sending = self._sender is not None and not self._sender.done()
+        unacked = await self._answers.drain(_ACK_WAIT_S if sending else 0.0)
+        await _finish(self._sender, 0)
+        for job, _ in unacked:
+            logger.warning(
+                "agent %s hands back task %s (workflow %s step %s): its answer was not "
+                "acknowledged within %.0f s",
+                self.agent_id,
+                job.task.task_id,
+                job.task.workflow_id,
+                job.task.step,
+                _ACK_WAIT_S,
+            )
+            self._jobs.drop(job)
+        return unacked
 
     async def _announce_stop(self, reason: str) -> None:
         if self._producer is None:
@@ -334,16 +393,16 @@ class AgentPool:
 
     def _watch(self, task: asyncio.Task[None]) -> None:
         """Done-callback of every background task: a crash stops the pool (never silently)."""
-        if task.cancelled() or task.exception() is None:
+        if task.cancelled() or (error := task.exception()) is None:
             return
-        error = task.exception()
+        self._fail(error, task.get_name())
+
+    def _fail(self, error: BaseException, where: str) -> None:
         if self._failure is None:
             self._failure = error
-            logger.error(
-                "agent %s failed in %s; stopping", self.agent_id, task.get_name(), exc_info=error
-            )
+            logger.error("agent %s failed in %s; stopping", self.agent_id, where, exc_info=error)
         self._stopping.set()
-        self._wakeup.set()
+        self._room.set()
         self._done.set()
 
     # -- state ------------------------------------------------------------------------
@@ -363,7 +422,8 @@ class AgentPool:
         """Current counters."""
         return PoolStats(
             buffered=len(self._buffer),
-            in_flight=len(self._jobs.running),
+            in_flight=len(self._running),
+            unacknowledged=len(self._answers),
             **self._counts,
         )
 
@@ -378,52 +438,63 @@ class AgentPool:
         """Commit what is settled; drop the waiting tasks of ``partitions`` (for the new owner)."""
         if not partitions:
             return
-        offsets = self._tracker.to_commit(partitions)
         dropped = {id(job) for job in self._jobs.release(partitions)}
         if dropped:
             self._buffer.remove_if(lambda job: id(job) in dropped)
-        self._tracker.revoke(partitions)
         logger.info(
             "agent %s revoked %s; %s waiting task(s) left to the new owner",
             self.agent_id,
             _names(partitions),
             len(dropped),
         )
-        await self._commit_offsets(offsets)
+        if self._committer is not None:
+            await self._committer.commit(partitions)  # the dropped ones stay pending: uncommitted
+        self._tracker.revoke(partitions)
 
     # -- fetching -----------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        consumer = self._require_consumer()
-        loop = asyncio.get_running_loop()
-        last_commit = loop.time()
+        consumer = self._require(self._consumer)
+        poll_timeout_ms = self._poll_timeout_ms
         while not self._stopping.is_set():
-            self._apply_backpressure(consumer)
+            timeout_ms = poll_timeout_ms
+            if not self._has_room():
+                await self._until_room(consumer)
+                timeout_ms = 0  # poll all the same (paused: nothing comes) to stay in the group
+            elif self._paused:
+                consumer.resume_all()
+                self._paused = False
             before = consumer.positions()
-            batch = await consumer.poll(timeout_ms=self._poll_timeout_ms)
+            batch = await consumer.poll(timeout_ms=timeout_ms)
             if self._stopping.is_set():
                 return  # fetched after stop(): not accepted, not committed, redelivered
             for delivered in batch:
                 self._accept(delivered)
-            await self._answer_dropped()
+            self._dispatch()
+            if self._dropped:
+                self._answer_dropped()
             for tp, position in consumer.positions().items():
                 if before.get(tp) != position:
                     self._tracker.advance(tp, position)
-            if loop.time() - last_commit >= self._commit_interval:
-                last_commit = loop.time()
-                await self._commit()
 
-    def _apply_backpressure(self, consumer: TaskConsumer) -> None:
-        if self._buffer.full:
-            consumer.pause_all()  # every time: a rebalance may have added unpaused partitions
-            if not self._paused:
-                logger.debug(
-                    "agent %s buffer full (%s): fetching paused", self.agent_id, len(self._buffer)
-                )
-            self._paused = True
-        elif self._paused:
-            consumer.resume_all()
-            self._paused = False
+    def _has_room(self) -> bool:
+        return not self._buffer.full and len(self._answers) < self._max_unacked
+
+    async def _until_room(self, consumer: TaskConsumer) -> None:
+        """Pause fetching until the buffer (or the answers in flight) has room, for one poll
+        timeout at most."""
+        consumer.pause_all()  # every time: a rebalance may have added unpaused partitions
+        if not self._paused:
+            logger.debug(
+                "agent %s full (%s waiting, %s answers unacknowledged): fetching paused",
+                self.agent_id,
+                len(self._buffer),
+                len(self._answers),
+            )
+        self._paused = True
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), self._poll_timeout_ms / 1000)
 
     def _accept(self, delivered: Delivered) -> None:
         task = delivered.event
@@ -438,7 +509,6 @@ class AgentPool:
         admission, job = self._jobs.admit(task, tp, delivered.offset)
         if admission is Admission.NEW and job is not None:
             self._buffer.push(job, task.priority)
-            self._wakeup.set()
             return
         if admission is not Admission.ATTACHED:  # finished or cancelled: settle, never run
             self._tracker.done(tp, delivered.offset)
@@ -476,64 +546,70 @@ class AgentPool:
             cancelled.reason,
         )
 
-    async def _answer_dropped(self) -> None:
-        """Answer the waiting tasks a TaskCancelled dropped, then settle their deliveries."""
+    def _answer_dropped(self) -> None:
+        """Answer the waiting tasks a TaskCancelled dropped (settled once acknowledged)."""
         while self._dropped:
             job = self._dropped.pop(0)
             failure = cancelled_failure(job.cancelled or "")
-            await self._answer(job.task, Outcome(None, failure, TaskUsage()))
-            self._settle(job, failure)
-
-    async def _commit(self) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        await self._commit_offsets(self._tracker.to_commit(consumer.assignment()))
-
-    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
-        if not offsets or self._consumer is None:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except KafkaError as e:
-            # a rebalance in progress, a moved coordinator: the offsets are committed next time
-            # (or the tasks are delivered again, which idempotency keys make harmless)
-            logger.warning("agent %s could not commit %s: %s", self.agent_id, offsets, e)
-            return
-        self._tracker.committed(offsets)
+            self._answers.put((job, Outcome(None, failure, TaskUsage())))
 
     # -- running tasks --------------------------------------------------------------------
 
-    async def _worker(self) -> None:
-        while (job := await self._take()) is not None:
-            await self._execute(job)
+    def _dispatch(self) -> None:
+        """Start waiting tasks, the highest priority first, while fewer than N run."""
+        buffer, running = self._buffer, self._running
+        while buffer and len(running) < self.concurrency and not self._stopping.is_set():
+            job = buffer.pop()
+            job.started = True
+            task = asyncio.create_task(self._execute(job))
+            running[task] = job
+            task.add_done_callback(self._executed)
+        if self._has_room():
+            self._room.set()
 
-    async def _take(self) -> Job[TopicPartition] | None:
-        while not self._stopping.is_set():
-            if self._buffer:
-                job = self._buffer.pop()
-                job.started = True
-                return job
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return None
+    def _executed(self, task: asyncio.Task[None]) -> None:
+        """Done-callback of a task's asyncio task: start the next waiting one."""
+        del self._running[task]
+        self._watch(task)
+        self._dispatch()
 
     async def _execute(self, job: Job[TopicPartition]) -> None:
-        task = job.task
-        ctx = TaskContext(task, agent_id=self.agent_id, progress_sink=self._publish_progress)
-        outcome = await self._answer(task, await self._handlers.run(self.agent.handler, ctx))
-        self._settle(job, outcome.failure)
-        if outcome.failure is None:
+        ctx = TaskContext(job.task, agent_id=self.agent_id, progress_sink=self._publish_progress)
+        # answered by the sender; the job is settled when its answer is acknowledged
+        self._answers.put((job, await self._handlers.run(self.agent.handler, ctx)))
+
+    async def _produce(self, answer: _Answer) -> tuple[_Answer, asyncio.Future[Any]]:
+        """Produce ``answer`` (the sender of :class:`Answers` calls it, one at a time)."""
+        job, outcome = answer
+        outcome, future = await enqueue_answer(
+            self._require(self._producer), self._responses, job.task, outcome, self.agent_id
+        )
+        return (job, outcome), future
+
+    def _acked(self, answer: _Answer) -> None:
+        """``job``'s answer is acknowledged: settle its deliveries (committable now), count it."""
+        job, outcome = answer
+        tracker = self._tracker
+        for tp, offset in self._jobs.finish(job):
+            tracker.done(tp, offset)
+        if self._paused and self._has_room():
+            self._room.set()
+        task, failure = job.task, outcome.failure
+        if failure is None:
             self._counts["completed"] += 1
-            logger.debug(
-                "agent %s completed task %s (workflow %s step %s) in %.1f ms",
-                self.agent_id,
-                task.task_id,
-                task.workflow_id,
-                task.step,
-                outcome.usage.latency_ms,
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "agent %s completed task %s (workflow %s step %s) in %.1f ms",
+                    self.agent_id,
+                    task.task_id,
+                    task.workflow_id,
+                    task.step,
+                    outcome.usage.latency_ms,
+                )
             return
+        self._counts["failed"] += 1
+        if job.cancelled is not None:
+            self._counts["cancelled"] += 1
         logger.info(
             "agent %s failed task %s (workflow %s step %s attempt %s): %s%s: %s",
             self.agent_id,
@@ -541,30 +617,29 @@ class AgentPool:
             task.workflow_id,
             task.step,
             task.attempt,
-            outcome.failure.kind,
-            "" if outcome.failure.retryable else " (terminal)",
-            outcome.failure.message,
+            failure.kind,
+            "" if failure.retryable else " (terminal)",
+            failure.message,
         )
 
-    def _settle(self, job: Job[TopicPartition], failure: Failure | None) -> None:
-        """``job`` is answered: settle its deliveries and count it."""
-        for tp, offset in self._jobs.finish(job):
-            self._tracker.done(tp, offset)
-        if failure is not None:
-            self._counts["failed"] += 1
-            if job.cancelled is not None:
-                self._counts["cancelled"] += 1
+    def _answer_failed(self, answer: _Answer, error: BaseException) -> None:
+        """The answer could not be published: the task stays unsettled; the pool stops.
 
-    async def _answer(self, task: TaskRequested, outcome: Outcome) -> Outcome:
-        """Publish the answer (acks=all); see :func:`publish_answer`."""
-        producer = self._require_producer()
-        return await publish_answer(producer, self._responses, task, outcome, self.agent_id)
+        Except when the broker refused it as too large: then it is answered with
+        ``output_too_large`` instead (it would fail the same way on every redelivery).
+        """
+        job, outcome = answer
+        refused = outcome.failure is None or outcome.failure.kind != OUTPUT_TOO_LARGE
+        if isinstance(error, TOO_LARGE) and refused:
+            self._answers.put((job, too_large(outcome, error)))
+            return
+        self._fail(error, f"answering task {job.task.task_id} (workflow {job.task.workflow_id})")
 
     async def _publish_progress(self, report: TaskProgress) -> None:
-        await self._require_producer().send(self._responses, report, key=report.workflow_id)
+        await self._require(self._producer).send(self._responses, report, key=report.workflow_id)
 
     async def _heartbeat_loop(self) -> None:
-        producer = self._require_producer()
+        producer = self._require(self._producer)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._heartbeat_interval)
@@ -572,7 +647,7 @@ class AgentPool:
             event = heartbeat(
                 self.agent_id,
                 self.kind,
-                in_flight=len(self._jobs.running),
+                in_flight=len(self._running),
                 capacity=self.concurrency,
                 source=self.agent_id,
             )
@@ -589,15 +664,10 @@ class AgentPool:
             source=self.agent_id,
         )
 
-    def _require_producer(self) -> EventProducer:
-        if self._producer is None:
+    def _require(self, thing: _T | None) -> _T:
+        if thing is None:
             raise RuntimeError(f"agent pool {self.agent_id} is not started; use `async with`")
-        return self._producer
-
-    def _require_consumer(self) -> TaskConsumer:
-        if self._consumer is None:
-            raise RuntimeError(f"agent pool {self.agent_id} is not started; use `async with`")
-        return self._consumer
+        return thing
 
 
 async def _finish(task: asyncio.Task[Any] | None, wait_s: float) -> None:

@@ -118,6 +118,7 @@ class AgentRunner:
         concurrency: int | None = None,
         shutdown_grace: float = 30.0,
         heartbeat_interval: float = 5.0,
+        commit_interval: float = 0.2,
         create_topics: bool = True,
     ) -> None:
         """Args:
@@ -126,6 +127,7 @@ class AgentRunner:
         concurrency: overrides every agent's own concurrency.
         shutdown_grace: seconds running tasks get to finish on stop.
         heartbeat_interval: seconds between heartbeats.
+        commit_interval: seconds between offset commits of answered tasks.
         create_topics: create missing topics on start (idempotent).
         """
         self.agents = list(agents)
@@ -133,6 +135,7 @@ class AgentRunner:
         self._concurrency = concurrency
         self._grace = shutdown_grace
         self._heartbeat = heartbeat_interval
+        self._commit_interval = commit_interval
         self._create_topics = create_topics
         self._producer: EventProducer | None = None
         self.pools: list[AgentPool] = []
@@ -166,6 +169,7 @@ class AgentRunner:
             concurrency=self._concurrency,
             shutdown_grace=self._grace,
             heartbeat_interval=self._heartbeat,
+            commit_interval=self._commit_interval,
         )
 
     async def stop(self, reason: str = "stopped") -> None:

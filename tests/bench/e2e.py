@@ -13,9 +13,17 @@ round trip.
   journal (the orchestrator's clock); p50/p99.
 - throughput: ``--workflows`` such workflows submitted at once; completed
   steps per second from the first ``WorkflowStarted`` to the last
-  ``WorkflowSucceeded``.
+  ``WorkflowSucceeded``; and the CPU time the orchestrator and the agent
+  process each spent per step meanwhile, beyond what each burns idle (the
+  idle share of a core is measured over 2 s before; Linux only).
 
-Run: ``python -m tests.bench.e2e`` (embedded Tansu) or with ``--bootstrap``.
+Rounds (``--rounds``, default 3) each measure the raw baseline first, then
+the steps with fresh processes and topics (on a fresh embedded broker per
+round); medians over rounds are reported.
+
+Run: ``python -m tests.bench.e2e`` (embedded Tansu) or with ``--bootstrap``;
+``--profile DIR`` runs both processes under cProfile
+(``orchestrator-<round>.prof``, ``agent-<round>.prof``).
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from agentlog.workflow import workflow
 from tests.bench import pingpong
 
 ROOT = Path(__file__).resolve().parents[2]
+_IDLE_S = 2.0
 
 
 async def _noop(ctx: TaskContext) -> JsonValue:
@@ -69,10 +78,20 @@ def chain_spec(steps: int) -> dict[str, Any]:
     return spec
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (Linux ``/proc``), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _spawn(args: list[str], log: Path, profile: Path | None = None) -> subprocess.Popen[bytes]:
+    prof = ["cProfile", "-o", str(profile), "-m"] if profile else []
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", *prof, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
         )
 
 
@@ -133,73 +152,126 @@ def _steps_per_s(events: list[Any], ids: set[str], steps: int) -> float:
     return len(ids) * steps / (max(ends) - min(starts))
 
 
-async def measure(bootstrap: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+async def measure(
+    bootstrap: str, args: argparse.Namespace, logs: Path, round_no: int = 1
+) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, source="bench")
     common = ["--kafka", bootstrap, "--topic-prefix", prefix]
-    procs = [
-        _spawn(["agentlog.agents.orchestrator", *common], logs / "orchestrator.log"),
-        _spawn(
-            ["agentlog.agents.runtime", "run", "tests.bench.e2e:NOOP", *common], logs / "agent.log"
-        ),
-    ]
+    prof = Path(args.profile) if args.profile else None
+    orchestrator = _spawn(
+        ["agentlog.agents.orchestrator", *common],
+        logs / f"orchestrator-{round_no}.log",
+        prof / f"orchestrator-{round_no}.prof" if prof else None,
+    )
+    agent = _spawn(
+        ["agentlog.agents.runtime", "run", "tests.bench.e2e:NOOP", *common],
+        logs / f"agent-{round_no}.log",
+        prof / f"agent-{round_no}.prof" if prof else None,
+    )
+    procs = [orchestrator, agent]
     try:
         spec = chain_spec(args.steps)
         async with AgentlogClient(settings) as client:
             await _run_workflows(client, spec, 2, concurrent=False)  # warm-up, group joins
             seq = await _run_workflows(client, spec, args.sequential, concurrent=False)
+            idle_before = [cpu_seconds(p.pid) for p in procs]
+            await asyncio.sleep(_IDLE_S)  # what the processes burn with nothing to do
+            cpu_before = [cpu_seconds(p.pid) for p in procs]
             t0 = time.perf_counter()
             par = await _run_workflows(client, spec, args.workflows, concurrent=True)
             wall = time.perf_counter() - t0
+            cpu_after = [cpu_seconds(p.pid) for p in procs]
         events = await _journal(settings)
     finally:
         for p in procs:
-            p.terminate()
+            p.terminate()  # SIGTERM: graceful stop (and the profiles are written)
         for p in procs:
-            p.wait(30)
+            p.wait(60)
     gaps = _step_gaps(events, set(seq))
-    return {
+    result: dict[str, Any] = {
         "step_p50_ms": statistics.median(gaps),
         "step_p99_ms": gaps[int(len(gaps) * 0.99) - 1],
         "steps_per_s": _steps_per_s(events, set(par), args.steps),
         "burst_wall_s": wall,
     }
+    for who, i in (("orchestrator", 0), ("agent", 1)):
+        idle0, idle1, before, after = idle_before[i], cpu_before[i], cpu_before[i], cpu_after[i]
+        if idle0 is None or idle1 is None or before is None or after is None:
+            continue
+        idle_rate = (idle1 - idle0) / _IDLE_S
+        # CPU seconds per step beyond what the process burns idle (polling every 5 ms)
+        per_step = (after - before - idle_rate * wall) / (args.workflows * args.steps)
+        result[f"{who}_idle_cpu_share"] = idle_rate
+        result[f"{who}_cpu_us_per_step"] = per_step * 1e6
+    return result
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     bootstrap = args.bootstrap or os.environ.get("AGENTLOG_KAFKA_BOOTSTRAP")
     with tempfile.TemporaryDirectory(prefix="agentlog-bench-") as tmp:
-        if bootstrap:
-            return await _both(bootstrap, args, Path(tmp))
-        from agentlog.streams.embedded.tansu import TansuLauncher
+        rounds = []
+        for r in range(1, args.rounds + 1):
+            if bootstrap:
+                rounds.append(await _round(bootstrap, args, Path(tmp), r))
+                continue
+            from agentlog.streams.embedded.tansu import TansuLauncher
 
-        async with TansuLauncher(Path(tmp)) as broker:
-            return await _both(broker.bootstrap, args, Path(tmp))
+            # a fresh broker per round: the memory-only Tansu slows down as the topics of
+            # earlier rounds pile up, which would make later rounds incomparable
+            (Path(tmp) / f"broker-{r}").mkdir()
+            async with TansuLauncher(Path(tmp) / f"broker-{r}") as broker:
+                rounds.append(await _round(broker.bootstrap, args, Path(tmp), r))
+    return _summary([raw for raw, _ in rounds], [e2e for _, e2e in rounds])
 
 
-async def _both(bootstrap: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+async def _round(
+    bootstrap: str, args: argparse.Namespace, logs: Path, r: int
+) -> tuple[pingpong.Result, dict[str, Any]]:
+    """One round: the raw round trip first, then the workflow steps, on one broker."""
     ping_args = argparse.Namespace(latency_n=500, throughput_n=20_000, window=1000)
     raw = await pingpong.run_variant("raw", bootstrap, ping_args)
     print(
-        f"raw ping-pong  p50={raw.p50_ms:.2f} ms p99={raw.p99_ms:.2f} ms "
-        f"{raw.round_trips_per_s:,.0f} rt/s",
+        f"round {r}/{args.rounds} raw ping-pong  p50={raw.p50_ms:.2f} ms "
+        f"p99={raw.p99_ms:.2f} ms {raw.round_trips_per_s:,.0f} rt/s",
         flush=True,
     )
-    e2e = await measure(bootstrap, args, logs)
+    e2e = await measure(bootstrap, args, logs, r)
+    cpu = ", ".join(
+        f"{who} {e2e[f'{who}_cpu_us_per_step']:.0f} (idle {e2e[f'{who}_idle_cpu_share']:.0%})"
+        for who in ("orchestrator", "agent")
+        if f"{who}_cpu_us_per_step" in e2e
+    )
     print(
-        f"workflow steps p50={e2e['step_p50_ms']:.2f} ms p99={e2e['step_p99_ms']:.2f} ms "
-        f"{e2e['steps_per_s']:,.0f} steps/s",
+        f"round {r}/{args.rounds} workflow steps p50={e2e['step_p50_ms']:.2f} ms "
+        f"p99={e2e['step_p99_ms']:.2f} ms {e2e['steps_per_s']:,.0f} steps/s"
+        + (f"; CPU us/step beyond idle: {cpu}" if cpu else ""),
         flush=True,
     )
+    return raw, e2e
+
+
+def _summary(raws: list[pingpong.Result], steps: list[dict[str, Any]]) -> dict[str, Any]:
+    raw_summary = {
+        "p50_ms": statistics.median(r.p50_ms for r in raws),
+        "p99_ms": statistics.median(r.p99_ms for r in raws),
+        "round_trips_per_s": statistics.median(r.round_trips_per_s for r in raws),
+    }
+    step_summary = {
+        key: statistics.median(values)
+        for key in steps[0]
+        if (values := [s[key] for s in steps if s.get(key) is not None])
+    }
     return {
-        "raw": {
-            "p50_ms": raw.p50_ms,
-            "p99_ms": raw.p99_ms,
-            "round_trips_per_s": raw.round_trips_per_s,
-        },
-        "steps": e2e,
-        "p50_overhead_ms": e2e["step_p50_ms"] - raw.p50_ms,
-        "throughput_ratio": e2e["steps_per_s"] / raw.round_trips_per_s,
+        "rounds": len(steps),
+        "raw": raw_summary,
+        "steps": step_summary,
+        "p50_overhead_ms": step_summary["step_p50_ms"] - raw_summary["p50_ms"],
+        "throughput_ratio": step_summary["steps_per_s"] / raw_summary["round_trips_per_s"],
+        # per round: the ratio against that round's own baseline
+        "throughput_ratio_per_round": [
+            s["steps_per_s"] / r.round_trips_per_s for r, s in zip(raws, steps, strict=True)
+        ],
     }
 
 
@@ -209,8 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="no-op steps per workflow")
     parser.add_argument("--sequential", type=int, default=20, help="workflows run one by one")
     parser.add_argument("--workflows", type=int, default=200, help="workflows run at once")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3); medians")
+    parser.add_argument("--profile", help="directory for cProfile output of both processes")
     parser.add_argument("--json", help="also write the summary to this file")
     args = parser.parse_args(argv)
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
     summary = asyncio.run(amain(args))
     print(json.dumps(summary, indent=2))
     if args.json:

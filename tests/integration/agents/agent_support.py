@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from agentlog.agents.runtime import Agent, topics_for
+from agentlog.agents.runtime import Agent, group_id_for, topics_for
 from agentlog.schemas.events import PRIORITY_DEFAULT, Event, JsonValue, TaskRequested, new_envelope
 from agentlog.settings import Settings
 from agentlog.streams.consumer import EventConsumer
@@ -63,6 +69,96 @@ async def publish(settings: Settings, producer: EventProducer, *tasks: TaskReque
         await producer.send(settings.topic(tasks_topic(task.agent_kind).name), task)
 
 
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class AgentProcess:
+    """``python -m agentlog.agents.runtime run TARGET …`` as a child process, output in a file."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        target: str,
+        log: Path,
+        *,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.log = log
+        self.kind = target.rpartition(":")[2]
+        self._args = [
+            "-m",
+            "agentlog.agents.runtime",
+            "run",
+            target,
+            "--kafka",
+            str(settings.kafka_bootstrap),
+            "--topic-prefix",
+            settings.topic_prefix,
+            *args,
+        ]
+        self._env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("wb") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, *self._args, cwd=ROOT, env=self._env, stdout=out, stderr=out
+            )
+
+    async def agent_id(self, kind: str | None = None) -> str:
+        """The agent id the process prints once its pool of ``kind`` started."""
+        pattern = rf"agent {re.escape(kind or self.kind)}: (\S+),"
+        async with asyncio.timeout(30):
+            while not (found := re.search(pattern, self.output())):
+                assert self.proc is not None
+                assert self.proc.returncode is None, self.output()
+                await asyncio.sleep(0.05)
+        return found.group(1)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    async def signal(self, sig: signal.Signals) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        async with asyncio.timeout(30):
+            return await self.proc.wait()
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def committed(settings: Settings, kind: str, tp: TopicPartition) -> int | None:
+    """The offset the group of ``kind``'s pools committed on ``tp`` (None: nothing yet).
+
+    Asked without joining the group (an OffsetFetch), so the pools are not disturbed.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id_for(settings, kind),
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        offset: int | None = await consumer.committed(tp)
+    finally:
+        await consumer.stop()
+    return offset
+
+
+async def until_committed(
+    settings: Settings, kind: str, tp: TopicPartition, offset: int, limit_s: float = 30.0
+) -> None:
+    """Wait until the group of ``kind`` committed ``offset`` on ``tp``."""
+    async with asyncio.timeout(limit_s):
+        while await committed(settings, kind, tp) != offset:  # noqa: ASYNC110 - another process
+            await asyncio.sleep(0.1)
+
+
 class Reader:
     """Reads a topic from the beginning without a group (as a test observer)."""
 
@@ -88,6 +184,16 @@ class Reader:
         async with asyncio.timeout(limit_s):
             while not done(self.seen):
                 self.seen.extend(d.event for d in await self._consumer.poll(timeout_ms=100))
+        return self.seen
+
+    async def to_end(self) -> list[Event]:
+        """Read everything the topic holds now; return everything seen."""
+        consumer = self._consumer
+        parts = [TopicPartition(self._topic, p) for p in range(self._settings.partitions)]
+        ends = await consumer.end_offsets(parts)
+        async with asyncio.timeout(30):
+            while any(consumer.positions().get(tp, 0) < end for tp, end in ends.items() if end):
+                self.seen.extend(d.event for d in await consumer.poll(timeout_ms=100))
         return self.seen
 
     async def for_tasks(self, task_ids: set[str], limit_s: float = 30.0) -> dict[str, Event]:

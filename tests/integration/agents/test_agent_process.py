@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,64 +15,17 @@ from agentlog.schemas.events import AgentDeregistered, AgentRegistered, TaskComp
 from agentlog.settings import Settings
 from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import AGENTS
-from tests.integration.agents.agent_support import Reader, make_topics, publish, task_event
+from tests.integration.agents.agent_support import (
+    ROOT,
+    AgentProcess,
+    Reader,
+    make_topics,
+    publish,
+    task_event,
+)
 from tests.integration.agents.sink_agent import sink
 
-ROOT = Path(__file__).resolve().parents[3]
 TARGET = "tests.integration.agents.sink_agent:sink"
-
-
-class AgentProcess:
-    """``python -m agentlog.agents.runtime run …`` as a child process, output in a file."""
-
-    def __init__(self, settings: Settings, log: Path, redis_url: str) -> None:
-        self.log = log
-        self._args = [
-            "-m",
-            "agentlog.agents.runtime",
-            "run",
-            TARGET,
-            "--kafka",
-            str(settings.kafka_bootstrap),
-            "--topic-prefix",
-            settings.topic_prefix,
-            "--heartbeat",
-            "1",
-            "--grace",
-            "5",
-        ]
-        self._env = {**os.environ, "AGENTLOG_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("wb") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, *self._args, cwd=ROOT, env=self._env, stdout=out, stderr=out
-            )
-
-    async def agent_id(self) -> str:
-        """The agent id the process prints once its pool started."""
-        async with asyncio.timeout(30):
-            while not (found := re.search(r"agent sink: (\S+),", self.output())):
-                assert self.proc is not None
-                assert self.proc.returncode is None, self.output()
-                await asyncio.sleep(0.05)
-        return found.group(1)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    async def signal(self, sig: signal.Signals) -> int:
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.send_signal(sig)
-        async with asyncio.timeout(30):
-            return await self.proc.wait()
-
-    async def close(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
 
 
 @pytest.fixture
@@ -85,7 +36,13 @@ async def spawn(
     made: list[AgentProcess] = []
 
     async def start(name: str) -> AgentProcess:
-        process = AgentProcess(settings, tmp_path / f"{name}.log", redis_url)
+        process = AgentProcess(
+            settings,
+            TARGET,
+            tmp_path / f"{name}.log",
+            args=["--heartbeat", "1", "--grace", "5"],
+            env={"AGENTLOG_REDIS_URL": redis_url},
+        )
         made.append(process)
         await process.start()
         return process
