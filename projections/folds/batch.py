@@ -30,6 +30,7 @@ from agentlog.projections.folds.locks import (
     LockRequestRow,
     LockRow,
     apply_lock,
+    is_command,
     new_lock,
     new_request,
 )
@@ -125,7 +126,7 @@ def keys_of(records: Sequence[Record]) -> Keys:
             keys.workflows.add(event.workflow_id)
         if kind in (_STEP, _JOURNAL_STEP):
             keys.steps.add(event.task_id)
-        elif kind == _LOCK:
+        elif kind == _LOCK and not is_command(event):
             keys.locks.add(event.resource)
             keys.lock_requests.add(event.request_id)
         elif kind == _AGENT:
@@ -187,7 +188,7 @@ def fold_batch(records: Sequence[Record], loaded: Rows, *, in_place: bool = Fals
             if step is None:
                 step = w.steps[event.task_id] = new_step(event)
             apply_step(step, event, rollups)
-        elif kind == _LOCK:
+        elif kind == _LOCK and not is_command(event):
             _lock(w, event, rollups)
         elif kind == _AGENT:
             agent = get(w.agents, loaded.agents, event.agent_id)

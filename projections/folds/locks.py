@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from agentlog.agents.locks.state import MANAGER_SOURCE
 from agentlog.projections.folds.metrics import LockMinute, Rollups, add_buckets, one_hot
 from agentlog.projections.records import micros, minute_of, to_json
 from agentlog.schemas.events import (
@@ -150,8 +151,21 @@ def lock_after(
     return lock, request, rollups.sorted_locks()
 
 
+def is_command(event: LockEvent) -> bool:
+    """True for a holder's release or renew command: not a fact to fold (see :func:`apply_lock`)."""
+    return not isinstance(event, LockRequested) and event.envelope.source != MANAGER_SOURCE
+
+
 def apply_lock(lock: LockRow, request: LockRequestRow, event: LockEvent, rollups: Rollups) -> None:
-    """Fold a (new) event into the resource's and the request's rows in place."""
+    """Fold a (new) event into the resource's and the request's rows in place.
+
+    Only the lock manager's decisions and the requests themselves are facts: a
+    ``LockReleased`` / ``LockRenewed`` from any other source is a holder's
+    command (``docs/locks.md``) and changes nothing here; the manager's
+    decision about it follows on the same partition.
+    """
+    if is_command(event):
+        return
     at = event.envelope.occurred_at
     lock.last_event_at = at
     request.last_event_at = at

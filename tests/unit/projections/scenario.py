@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from agentlog.agents.locks.state import MANAGER_SOURCE
 from agentlog.projections.records import Record
 from agentlog.schemas.events import (
     AgentDeregistered,
@@ -103,9 +104,11 @@ def _locks(prefix: str, now: datetime) -> list[Produced]:
     for r in range(3):
         resource = f"{prefix}:db/{r}"
 
-        def env(name: str, ms: int, resource: str = resource) -> Any:
+        def env(name: str, ms: int, resource: str = resource, source: str = "") -> Any:
+            # decisions come from the lock manager; requests and commands from clients
+            source = source or ("test" if name == "LockRequested" else MANAGER_SOURCE)
             return new_envelope(
-                name, resource, source="test", occurred_at=now + timedelta(milliseconds=ms)
+                name, resource, source=source, occurred_at=now + timedelta(milliseconds=ms)
             )
 
         lease = now + timedelta(seconds=30)
@@ -165,6 +168,17 @@ def _locks(prefix: str, now: datetime) -> list[Produced]:
                     lease_expires_at=lease + timedelta(seconds=10),
                 ),
             ),
+            # the holder's release command (not a fact: the projection skips it) ...
+            Produced(
+                "locks",
+                LockReleased(
+                    envelope=env("LockReleased", 899 + r * 100, source="lock-client"),
+                    resource=resource,
+                    request_id=a,
+                    fencing_token=1,
+                ),
+            ),
+            # ... and the lock manager's decision
             Produced(
                 "locks",
                 LockReleased(

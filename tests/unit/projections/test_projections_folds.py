@@ -245,6 +245,8 @@ def test_locks_follow_holder_queue_and_tokens() -> None:
     freed = [lock for lock in locks.values() if lock.status == "free"]
     assert len(held) == 2
     assert len(freed) == 1
+    # one release each: the holder's release command is not folded, the decision is
+    assert [lock.releases for lock in locks.values()] == [1, 1, 1]
     for lock in held:
         assert lock.holder == "wf-b/deploy"
         assert lock.fencing_token == 2
