@@ -23,7 +23,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TypeAlias, get_args
 
@@ -615,6 +615,10 @@ NESTED_RECORD_TYPES: dict[str, type[Envelope | TaskUsage | DeadLetterHeader]] = 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in get_args(Event)}
 
 
+#: Slot setters of Envelope's fields, in field order (for :func:`new_envelope`).
+_ENVELOPE_SETTERS = tuple(Envelope.__dict__[f.name].__set__ for f in fields(Envelope))
+
+
 def derive_event_id(parent_event_id: str, index: int) -> str:
     """The deterministic id of the ``index``-th event decided from ``parent_event_id``.
 
@@ -695,16 +699,19 @@ def new_envelope(
             )
         occurred_at = occurred_at.astimezone(UTC)
     event_id = event_id or random_event_id()
-    return Envelope(
-        event_id=event_id,
-        type=type_name,
-        occurred_at=occurred_at,
-        key=key,
-        causation_id=causation_id,
-        correlation_id=correlation_id or event_id,
-        traceparent=traceparent,
-        source=source,
-    )
+    # the slots filled directly: a frozen dataclass __init__ costs a setattr call per field,
+    # and every event gets an envelope (Envelope has no __post_init__)
+    envelope: Envelope = object.__new__(Envelope)
+    s_id, s_type, s_at, s_key, s_cause, s_corr, s_trace, s_source = _ENVELOPE_SETTERS
+    s_id(envelope, event_id)
+    s_type(envelope, type_name)
+    s_at(envelope, occurred_at)
+    s_key(envelope, key)
+    s_cause(envelope, causation_id)
+    s_corr(envelope, correlation_id or event_id)
+    s_trace(envelope, traceparent)
+    s_source(envelope, source)
+    return envelope
 
 
 def derived_envelope(

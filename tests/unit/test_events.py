@@ -334,3 +334,30 @@ def test_bind_rejects_a_dataclass_that_drifted(tmp_path: Path) -> None:
     [drifted] = SchemaCatalogue.from_directory(tmp_path)
     with pytest.raises(SchemaError, match=r"differ from record agentlog\.LockReleased"):
         bind(drifted)
+
+
+def test_new_envelope_puts_every_argument_in_its_field() -> None:
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    envelope = new_envelope(
+        "TaskRequested",
+        "K",
+        source="S",
+        correlation_id="C",
+        causation_id="X",
+        event_id="E",
+        traceparent="T",
+        occurred_at=at,
+    )
+    assert envelope == ev.Envelope(
+        event_id="E",
+        type="TaskRequested",
+        occurred_at=at,
+        key="K",
+        causation_id="X",
+        correlation_id="C",
+        traceparent="T",
+        source="S",
+    )
+    assert hash(envelope) == hash(dataclasses.replace(envelope))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        envelope.key = "other"  # type: ignore[misc]
