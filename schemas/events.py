@@ -614,6 +614,11 @@ NESTED_RECORD_TYPES: dict[str, type[Envelope | TaskUsage | DeadLetterHeader]] = 
 #: Event name -> class, one entry per ``.avsc`` file.
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in get_args(Event)}
 
+#: The classes of the journal's events (topic family ``journal``), in catalogue order.
+JOURNAL_EVENT_TYPES: tuple[type[Event], ...] = tuple(
+    cls for name, cls in EVENT_TYPES.items() if EVENT_TOPIC[name] == "journal"
+)
+
 
 #: Slot setters of Envelope's fields, in field order (for :func:`new_envelope`).
 _ENVELOPE_SETTERS = tuple(Envelope.__dict__[f.name].__set__ for f in fields(Envelope))

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from types import MappingProxyType
 
 from agentlog.schemas.events import (
+    JOURNAL_EVENT_TYPES,
     Envelope,
     Event,
     JsonValue,
@@ -112,21 +113,7 @@ def restart_loop(state: WorkflowState, back_to: str) -> WorkflowState | None:
     return replace(state, steps=MappingProxyType(steps))
 
 
-_JOURNAL_TYPES = (
-    WorkflowStarted,
-    WorkflowRejected,
-    StepScheduled,
-    StepCompleted,
-    StepFailed,
-    StepRetryScheduled,
-    StepTimedOut,
-    LockAwaited,
-    LockAcquired,
-    SignalReceived,
-    WorkflowSucceeded,
-    WorkflowFailed,
-    WorkflowCancelled,
-)
+_JOURNAL_TYPES = JOURNAL_EVENT_TYPES
 
 
 def _is_journal(event: Event) -> bool:

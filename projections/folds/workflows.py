@@ -16,58 +16,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeGuard
 
 from agentlog.projections.records import json_text, to_json
 from agentlog.schemas.events import (
+    JOURNAL_EVENT_TYPES,
     Event,
-    LockAcquired,
-    LockAwaited,
-    SignalReceived,
-    StepCompleted,
-    StepFailed,
-    StepRetryScheduled,
-    StepScheduled,
-    StepTimedOut,
     WorkflowCancelled,
     WorkflowFailed,
     WorkflowRejected,
     WorkflowStarted,
     WorkflowSucceeded,
 )
+from agentlog.workflow.batch import JournalEvent
 
 RUNNING = "running"
 
-JournalEvent = (
-    WorkflowStarted
-    | WorkflowRejected
-    | StepScheduled
-    | StepCompleted
-    | StepFailed
-    | StepRetryScheduled
-    | StepTimedOut
-    | LockAwaited
-    | LockAcquired
-    | SignalReceived
-    | WorkflowSucceeded
-    | WorkflowFailed
-    | WorkflowCancelled
-)
+JOURNAL_TYPES = JOURNAL_EVENT_TYPES
 
-JOURNAL_TYPES = (
-    WorkflowStarted,
-    WorkflowRejected,
-    StepScheduled,
-    StepCompleted,
-    StepFailed,
-    StepRetryScheduled,
-    StepTimedOut,
-    LockAwaited,
-    LockAcquired,
-    SignalReceived,
-    WorkflowSucceeded,
-    WorkflowFailed,
-    WorkflowCancelled,
-)
+
+def is_journal(event: Event) -> TypeGuard[JournalEvent]:
+    """Whether ``event`` is a journal event (the catalogue's ``journal`` family)."""
+    return isinstance(event, JOURNAL_TYPES)
+
+
 JOURNAL_TYPE_NAMES = frozenset(t.__name__ for t in JOURNAL_TYPES)
 
 
@@ -125,8 +97,8 @@ def evolve_workflow(
     before. Non-journal events and other workflows' events leave the row as is.
     """
     if row is None:
-        return _first(event, partition, offset) if isinstance(event, JOURNAL_TYPES) else None
-    if not isinstance(event, JOURNAL_TYPES) or event.workflow_id != row.workflow_id:
+        return _first(event, partition, offset) if is_journal(event) else None
+    if not is_journal(event) or event.workflow_id != row.workflow_id:
         return row
     new = replace(row)
     apply_workflow(new, event, partition, offset)

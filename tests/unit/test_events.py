@@ -361,3 +361,12 @@ def test_new_envelope_puts_every_argument_in_its_field() -> None:
     assert hash(envelope) == hash(dataclasses.replace(envelope))
     with pytest.raises(dataclasses.FrozenInstanceError):
         envelope.key = "other"  # type: ignore[misc]
+
+
+def test_the_cores_journal_event_union_is_the_catalogues_journal_family() -> None:
+    from agentlog.workflow import JournalEvent
+
+    assert set(get_args(JournalEvent)) == set(ev.JOURNAL_EVENT_TYPES)
+    assert {cls.__name__ for cls in ev.JOURNAL_EVENT_TYPES} == {
+        name for name, family in ev.EVENT_TOPIC.items() if family == "journal"
+    }
