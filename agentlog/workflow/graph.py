@@ -105,6 +105,7 @@ class Plan:
         enclosing_loop: the loop step whose body holds a step, by step name.
         sinks: steps no other step depends on, in order.
         signals: names of the signals some step waits for.
+        locked: steps that declare locks, in order.
     """
 
     spec: WorkflowSpec
@@ -116,6 +117,7 @@ class Plan:
     enclosing_loop: Mapping[str, str]
     sinks: tuple[str, ...]
     signals: frozenset[str]
+    locked: tuple[str, ...]
 
     @classmethod
     def of(cls, spec: WorkflowSpec) -> Plan:
@@ -141,4 +143,5 @@ class Plan:
             enclosing_loop=MappingProxyType(enclosing),
             sinks=tuple(name for name in order if name not in depended_on),
             signals=frozenset(s.signal for s in spec.steps if s.signal is not None),
+            locked=tuple(name for name in order if spec.step(name).locks),
         )

@@ -28,7 +28,7 @@ manager ignores request ids it knows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
 from agentlog.schemas.events import (
@@ -100,15 +100,28 @@ def await_locks(
         )
 
 
+def _locked_tasks(state: WorkflowState) -> Iterator[tuple[str, TaskState]]:
+    """``(step, task)`` of every item of the steps that declare locks (none: nothing to scan)."""
+    if state.plan is None:
+        return
+    for name in state.plan.locked:
+        for task in state.steps[name].tasks:
+            yield name, task
+
+
+def _running_attempt(state: WorkflowState, event: LockAwaited | LockAcquired) -> TaskState | None:
+    """The attempt ``event`` is about, if it is still running."""
+    step = state.steps.get(event.step)
+    task = step.task(event.task_id) if step is not None else None
+    return task if task is not None and task.status is TaskStatus.RUNNING else None
+
+
 def waiting_for(state: WorkflowState, request_id: str) -> tuple[str, TaskState, StepLock] | None:
     """The running attempt whose awaited lock is ``request_id``: (step, task, lock), or None."""
-    for name, step in state.steps.items():
-        for task in step.tasks:
-            if task.status is not TaskStatus.RUNNING:
-                continue
-            lock = task.awaiting_lock
-            if lock is not None and lock.request_id == request_id:
-                return name, task, lock
+    for name, task in _locked_tasks(state):
+        lock = task.awaiting_lock if task.status is TaskStatus.RUNNING else None
+        if lock is not None and lock.request_id == request_id:
+            return name, task, lock
     return None
 
 
@@ -164,10 +177,9 @@ def requests_after(
     for event in events:
         if not isinstance(event, LockAwaited | LockAcquired):
             continue
-        step = state.steps.get(event.step)
-        task = step.task(event.task_id) if step is not None else None
+        task = _running_attempt(state, event)
         lock = task.awaiting_lock if task is not None else None
-        if task is not None and task.status is TaskStatus.RUNNING and lock is not None:
+        if lock is not None:
             found.setdefault(lock.request_id, request_for(lock))
     return list(found.values())
 
@@ -178,8 +190,7 @@ def live_locks(state: WorkflowState | None) -> dict[str, StepLock]:
         return {}
     return {
         lock.request_id: lock
-        for step in state.steps.values()
-        for task in step.tasks
+        for _, task in _locked_tasks(state)
         if task.status is TaskStatus.RUNNING
         for lock in task.requested_locks
     }
@@ -203,9 +214,8 @@ def dispatchable_after(
     for event in events:
         if not isinstance(event, LockAcquired):
             continue
-        step = state.steps.get(event.step)
-        task = step.task(event.task_id) if step is not None else None
-        if task is not None and task.status is TaskStatus.RUNNING and task.awaiting_lock is None:
+        task = _running_attempt(state, event)
+        if task is not None and task.awaiting_lock is None:
             found.append(task)
     return found
 
@@ -216,8 +226,7 @@ def lock_requests_to_publish(state: WorkflowState | None) -> list[LockRequested]
         return []
     return [
         request_for(lock)
-        for step in state.steps.values()
-        for task in step.tasks
+        for _, task in _locked_tasks(state)
         if task.status is TaskStatus.RUNNING and (lock := task.awaiting_lock) is not None
     ]
 
@@ -237,8 +246,7 @@ def releases_to_publish(
         return []
     return [
         release_for(lock)
-        for step in state.steps.values()
-        for task in step.tasks
+        for _, task in _locked_tasks(state)
         if not state.running or task.status is not TaskStatus.RUNNING
         for lock in task.requested_locks
     ]
