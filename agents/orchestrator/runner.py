@@ -412,12 +412,7 @@ class Orchestrator:
         previous = self._settling[-1] if self._settling else None
         task = asyncio.create_task(self._settle_after(previous, futures, offsets))
         self._settling.append(task)
-        while len(self._settling) > max(0, self.config.max_settling - 1) or (
-            self._settling and self._settling[0].done()
-        ):
-            await asyncio.wait([self._settling[0]])
-            self._raise_settle_failure()
-            self._settling.popleft()
+        await self._drain_settling(keep=max(0, self.config.max_settling - 1))
 
     async def _settle_after(
         self,
@@ -436,9 +431,12 @@ class Orchestrator:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
 
-    async def _drain_settling(self) -> None:
-        """Wait until every pending settle is done (before a rebalance or a stop)."""
-        while self._settling:
+    async def _drain_settling(self, keep: int = 0) -> None:
+        """Wait, oldest first, until at most ``keep`` settles are pending and none is done.
+
+        ``keep=0`` (before a rebalance or a stop) waits for every one.
+        """
+        while len(self._settling) > keep or (self._settling and self._settling[0].done()):
             await asyncio.wait([self._settling[0]])
             self._raise_settle_failure()
             self._settling.popleft()
