@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from agentlog.agents.locks.state import MANAGER_SOURCE
+from agentlog.agents.locks.commands import is_decision
 from agentlog.projections.folds.metrics import LockMinute, Rollups, add_buckets, one_hot
 from agentlog.projections.records import micros, minute_of, to_json
 from agentlog.schemas.events import (
@@ -153,7 +153,7 @@ def lock_after(
 
 def is_command(event: LockEvent) -> bool:
     """True for a holder's release or renew command: not a fact to fold (see :func:`apply_lock`)."""
-    return not isinstance(event, LockRequested) and event.envelope.source != MANAGER_SOURCE
+    return not isinstance(event, LockRequested) and not is_decision(event)
 
 
 def apply_lock(lock: LockRow, request: LockRequestRow, event: LockEvent, rollups: Rollups) -> None:
