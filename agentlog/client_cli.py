@@ -393,7 +393,16 @@ def _print_state(state: WorkflowState, *, as_json: bool) -> None:
 def _event_line(event: Any) -> str:
     when = event.envelope.occurred_at.strftime("%H:%M:%S.%f")[:-3]
     parts = [when, f"{event.envelope.type:<18}"]
-    for field in ("step", "attempt", "agent_kind", "error_kind", "reason", "message"):
+    for field in (
+        "step",
+        "attempt",
+        "agent_kind",
+        "resource",
+        "fencing_token",
+        "error_kind",
+        "reason",
+        "message",
+    ):
         value = getattr(event, field, None)
         if value not in (None, ""):
             parts.append(f"{field}={value}")
