@@ -594,7 +594,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     configuration, 130 interrupted.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_parsed(parser, parser.parse_args(argv))
+
+
+def run_parsed(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Run the command ``args.run`` names (sync or async); map errors to exit codes.
+
+    Shared by ``agentlog`` and the ``python -m agentlog.…`` entry points: 2 for bad
+    usage or configuration (help when no command was given), 1 for a failure, 130
+    when interrupted.
+    """
     run = getattr(args, "run", None)
     if run is None:
         parser.print_help(sys.stderr)

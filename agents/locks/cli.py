@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import agentlog.cli as base
 from agentlog.agents.orchestrator.cli import add_topic_prefix_option, settings_with_prefix
-from agentlog.errors import AgentlogError, ConfigError
+from agentlog.errors import ConfigError
 
 if TYPE_CHECKING:
     from agentlog.agents.locks.state import LockState
@@ -210,14 +210,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return asyncio.run(run_lock_manager(args))
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return base.EXIT_USAGE
-    except AgentlogError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return base.EXIT_FAILURE
-    except KeyboardInterrupt:
-        return base.EXIT_INTERRUPTED
+    parser.set_defaults(run=run_lock_manager)
+    return base.run_parsed(parser, parser.parse_args(argv))

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 import agentlog.cli as base
-from agentlog.errors import AgentlogError, ConfigError
+from agentlog.errors import ConfigError
 from agentlog.settings import Settings
 
 _DESCRIPTION = """\
@@ -167,14 +167,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return asyncio.run(run_orchestrator(args))
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return base.EXIT_USAGE
-    except AgentlogError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return base.EXIT_FAILURE
-    except KeyboardInterrupt:
-        return base.EXIT_INTERRUPTED
+    parser.set_defaults(run=run_orchestrator)
+    return base.run_parsed(parser, parser.parse_args(argv))

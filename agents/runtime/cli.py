@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import os
 import sys
 from collections.abc import Sequence
@@ -16,7 +15,6 @@ from typing import TYPE_CHECKING
 # a module import, not `from agentlog.cli import …`: agentlog.cli may import this module
 # while it is itself still initialising (when it registers add_agent_command)
 import agentlog.cli as base
-from agentlog.errors import AgentlogError, ConfigError
 
 if TYPE_CHECKING:
     from agentlog.agents.runtime.runner import AgentRunner
@@ -201,19 +199,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m agentlog.agents.runtime``; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    run = getattr(args, "run", None)
-    if run is None:
-        parser.print_help(sys.stderr)
-        return base.EXIT_USAGE
-    try:
-        result = asyncio.run(run(args)) if inspect.iscoroutinefunction(run) else run(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return base.EXIT_USAGE
-    except AgentlogError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return base.EXIT_FAILURE
-    except KeyboardInterrupt:
-        return base.EXIT_INTERRUPTED
-    return int(result)
+    return base.run_parsed(parser, parser.parse_args(argv))
