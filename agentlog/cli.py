@@ -439,6 +439,7 @@ async def start_services(
     if api_port is not None:
         api_url = await _start_api(settings, running, api_port)
         notes.append(f"api          {api_url}/docs  (GET /workflows, /stats, /metrics)")
+        notes.append(f"web page     {api_url}/ui/  (workflows, timelines, metrics)")
     if demo_agents:
         await running.enter_async_context(AgentRunner(DEMO_AGENTS, settings))
         notes.append(f"demo agents   {len(DEMO_AGENTS)} kinds in this process")

@@ -350,6 +350,7 @@ async def run_api(args: argparse.Namespace) -> int:
         )
     )
     print(f"agentlog api on http://{projection.api_host}:{projection.api_port}/docs", flush=True)
+    print(f"web page at http://{projection.api_host}:{projection.api_port}/ui/", flush=True)
     await server.serve()
     return base.EXIT_OK
 

@@ -4,7 +4,8 @@
 Nothing connects at import or creation: PostgreSQL and Kafka are reached on
 first use, and while either is down the routes that need it answer 503 with a
 body naming it (never 500). With ``AGENTLOG_API_TOKEN`` set every route,
-``/openapi.json`` and ``/docs`` included, requires ``Authorization: Bearer``.
+``/openapi.json`` and ``/docs`` included, requires ``Authorization: Bearer``;
+the static web page under ``/ui/`` does not (it asks for the token: see ``web``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentlog import __version__
-from agentlog.projections.api import routes_ops, routes_resources, routes_workflows
+from agentlog.projections.api import routes_ops, routes_resources, routes_workflows, web
 from agentlog.projections.api.database import Database
 from agentlog.projections.api.params import InvalidParameter
 from agentlog.projections.api.state import ApiState
@@ -91,6 +92,7 @@ def create_app(
     _document_errors(app, token=projection.api_token is not None)
     if projection.api_token is not None:
         app.add_middleware(BearerAuth, token=projection.api_token)
+    web.install(app)  # outermost: the page loads without a token, then sends it (web.py)
     return app
 
 
