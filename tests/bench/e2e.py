@@ -10,7 +10,14 @@ round trip.
 
 - step latency: sequential workflows of ``--steps`` no-op steps, one at a
   time; per step, the time between consecutive ``StepScheduled`` events in the
-  journal (the orchestrator's clock); p50/p99.
+  journal (the orchestrator's clock); p50/p99. The step is also cut into
+  three segments, medians over the same steps: ``decide -> task sent`` (the
+  ``StepScheduled`` decision to the ``TaskRequested`` record's timestamp: the
+  journal append's acknowledgement and the publish), ``task -> answer`` (to
+  the ``TaskCompleted`` record: a fetch hop and the agent) and ``answer ->
+  next decision`` (a fetch hop and the orchestrator's poll, decode and
+  decision). Record timestamps are the producers' clocks in milliseconds, so
+  segments are +-1 ms each; all processes share one machine's clock.
 - throughput: ``--workflows`` such workflows submitted at once; completed
   steps per second from the first ``WorkflowStarted`` to the last
   ``WorkflowSucceeded``; and the CPU time the orchestrator and the agent
@@ -39,7 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +57,14 @@ from agentlog.client import AgentlogClient
 from agentlog.schemas.events import (
     JsonValue,
     StepScheduled,
+    TaskCompleted,
+    TaskRequested,
+    WorkflowFailed,
     WorkflowStarted,
     WorkflowSucceeded,
 )
 from agentlog.settings import Settings
-from agentlog.streams.consumer import EventConsumer
+from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.workflow import workflow
 from tests.bench import pingpong
 
@@ -95,17 +105,55 @@ def _spawn(args: list[str], log: Path, profile: Path | None = None) -> subproces
         )
 
 
-async def _journal(settings: Settings) -> list[Any]:
-    topic = settings.topic("journal")
+async def _read(settings: Settings, name: str) -> list[Delivered]:
+    """Every record of topic ``name`` now (positions pass whole batches: see streams.partitions)."""
+    topic = settings.topic(name)
     async with EventConsumer(settings, group_id=None, dead_letters=None) as consumer:
         parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
         consumer.assign(parts)
         ends = await consumer.end_offsets(parts)
         await consumer.seek_to_beginning(*parts)
-        events: list[Any] = []
+        found: list[Delivered] = []
         while any(consumer.positions().get(tp, 0) < end for tp, end in ends.items()):
-            events.extend(d.event for d in await consumer.poll(timeout_ms=200))
-    return events
+            found.extend(await consumer.poll(timeout_ms=200))
+    return found
+
+
+async def _journal(settings: Settings) -> list[Any]:
+    return [d.event for d in await _read(settings, "journal")]
+
+
+def _segments(
+    journal: list[Any], tasks: list[Delivered], answers: list[Delivered], ids: set[str]
+) -> dict[str, float]:
+    """Medians (ms) of the three segments of a step; see the module docstring."""
+    decided: dict[tuple[str, str], float] = {}
+    next_decision: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for e in journal:
+        if isinstance(e, StepScheduled) and e.workflow_id in ids:
+            at = e.envelope.occurred_at.timestamp() * 1000
+            decided[e.workflow_id, e.step] = at
+            next_decision[e.workflow_id].append((at, e.step))
+    sent = {
+        (d.event.workflow_id, d.event.step): float(d.timestamp_ms)
+        for d in tasks
+        if isinstance(d.event, TaskRequested) and d.event.workflow_id in ids
+    }
+    answered = {
+        (d.event.workflow_id, d.event.step): float(d.timestamp_ms)
+        for d in answers
+        if isinstance(d.event, TaskCompleted) and d.event.workflow_id in ids
+    }
+    cut: dict[str, list[float]] = defaultdict(list)
+    for wf, scheduled in next_decision.items():
+        scheduled.sort()
+        for (_, step), (at_next, _) in itertools.pairwise(scheduled):
+            key = (wf, step)
+            if key in sent and key in answered:
+                cut["decide_to_task_ms"].append(sent[key] - decided[key])
+                cut["task_to_answer_ms"].append(answered[key] - sent[key])
+                cut["answer_to_decision_ms"].append(at_next - answered[key])
+    return {name: statistics.median(values) for name, values in cut.items()}
 
 
 async def _run_workflows(
@@ -148,7 +196,14 @@ def _steps_per_s(events: list[Any], ids: set[str], steps: int) -> float:
         if isinstance(e, WorkflowSucceeded) and e.workflow_id in ids
     ]
     if len(ends) != len(ids):
-        raise RuntimeError(f"only {len(ends)} of {len(ids)} workflows succeeded")
+        failures = Counter(
+            f"{e.step}: {e.error_kind}: {e.message}"
+            for e in events
+            if isinstance(e, WorkflowFailed) and e.workflow_id in ids
+        )
+        raise RuntimeError(
+            f"only {len(ends)} of {len(ids)} workflows succeeded; failures: {dict(failures)}"
+        )
     return len(ids) * steps / (max(ends) - min(starts))
 
 
@@ -183,6 +238,8 @@ async def measure(
             wall = time.perf_counter() - t0
             cpu_after = [cpu_seconds(p.pid) for p in procs]
         events = await _journal(settings)
+        tasks = await _read(settings, "tasks.noop")
+        answers = await _read(settings, "responses")
     finally:
         for p in procs:
             p.terminate()  # SIGTERM: graceful stop (and the profiles are written)
@@ -194,6 +251,7 @@ async def measure(
         "step_p99_ms": gaps[int(len(gaps) * 0.99) - 1],
         "steps_per_s": _steps_per_s(events, set(par), args.steps),
         "burst_wall_s": wall,
+        **_segments(events, tasks, answers, set(seq)),
     }
     for who, i in (("orchestrator", 0), ("agent", 1)):
         idle0, idle1, before, after = idle_before[i], cpu_before[i], cpu_before[i], cpu_after[i]
@@ -248,6 +306,13 @@ async def _round(
         + (f"; CPU us/step beyond idle: {cpu}" if cpu else ""),
         flush=True,
     )
+    if "decide_to_task_ms" in e2e:
+        print(
+            f"round {r}/{args.rounds} step segments (p50): decide -> task sent "
+            f"{e2e['decide_to_task_ms']:.2f} ms, task -> answer {e2e['task_to_answer_ms']:.2f} ms,"
+            f" answer -> next decision {e2e['answer_to_decision_ms']:.2f} ms",
+            flush=True,
+        )
     return raw, e2e
 
 
