@@ -57,22 +57,33 @@ class RunningHandlers:
         """The contexts of the running handlers."""
         return (entry.ctx for entry in list(self._running.values()))
 
-    async def run(self, handler: Handler, ctx: TaskContext) -> Outcome:
+    async def run(
+        self, handler: Handler, ctx: TaskContext, *, runner: asyncio.Task[Any] | None = None
+    ) -> Outcome:
         """Run ``handler(ctx)`` (see :func:`run_task`) in the calling task; never raises.
 
         The handler runs in the caller's own asyncio task (no task of its own:
         one per task is enough), and :meth:`cancel` cancels that task after
-        the grace period; that one cancellation is absorbed here and answered
-        as ``cancelled``.
+        the grace period; that one cancellation is absorbed here (the task's
+        cancellation count is back where it was, so it may run more handlers)
+        and answered as ``cancelled``.
+
+        Args:
+            handler: the agent's handler.
+            ctx: the task's context.
+            runner: the calling task, when the caller knows it already.
 
         Raises:
             asyncio.CancelledError: only when the caller is cancelled by anyone else
                 (shutdown); the handler is interrupted with it.
         """
-        runner = asyncio.current_task()
         if runner is None:
-            raise RuntimeError("RunningHandlers.run must be awaited in an asyncio task")
-        entry = self._running[ctx.task_id] = _Running(ctx, runner)
+            runner = asyncio.current_task()
+            if runner is None:
+                raise RuntimeError("RunningHandlers.run must be awaited in an asyncio task")
+        task_id = ctx.task.task_id
+        running = self._running
+        entry = running[task_id] = _Running(ctx, runner)
         started = time.monotonic()
         outcome: Outcome | None = None
         try:
@@ -83,14 +94,14 @@ class RunningHandlers:
                 raise
         finally:
             entry.finished = True
-            self._running.pop(ctx.task_id, None)
+            running.pop(task_id, None)
             if entry.timer is not None:
                 entry.timer.cancel()
+        if entry.reason is None and outcome is not None:
+            return outcome  # not cancelled (so not interrupted either): the usual case
         if entry.interrupted and outcome is not None and runner.uncancel() > 0:
             # the handler swallowed our cancellation and returned; someone else cancels too
             raise asyncio.CancelledError
-        if entry.reason is None and outcome is not None:
-            return outcome
         latency_ms = round((time.monotonic() - started) * 1000.0, 3)
         failure = cancelled_failure(entry.reason or "")
         return Outcome(None, failure, ctx.usage.with_latency(latency_ms))

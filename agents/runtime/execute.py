@@ -8,11 +8,13 @@ No Kafka here: :func:`run_task` takes a handler and a context and returns an
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from agentlog.agents.runtime.context import TaskContext
 from agentlog.agents.runtime.definition import Handler
@@ -22,6 +24,7 @@ from agentlog.agents.runtime.errors import (
     deadline_failure,
     failure_for,
 )
+from agentlog.agents.runtime.slots import slot_constructor
 from agentlog.schemas.events import (
     JsonValue,
     TaskCompleted,
@@ -53,6 +56,11 @@ class Outcome:
         return self.failure is None
 
 
+_new_outcome = slot_constructor(Outcome)
+_new_completed = slot_constructor(TaskCompleted)
+_new_failed = slot_constructor(TaskFailed)
+
+
 async def run_task(handler: Handler, ctx: TaskContext, *, clock: Clock = utc_now) -> Outcome:
     """Run ``handler(ctx)`` within the task's deadline; never raises (but CancelledError).
 
@@ -80,7 +88,7 @@ async def run_task(handler: Handler, ctx: TaskContext, *, clock: Clock = utc_now
     if failure is None:
         failure = _check_output(output)
     usage = ctx.usage.with_latency(round(latency_ms, 3))
-    return Outcome(None if failure else output, failure, usage)
+    return _new_outcome(output=None if failure else output, failure=failure, usage=usage)
 
 
 class _DeadlinePassed(Exception):
@@ -102,10 +110,50 @@ async def _within(handler: Handler, ctx: TaskContext, seconds: float) -> JsonVal
         flag.cancel()
 
 
-def _check_output(output: JsonValue) -> Failure | None:
+def _make_json_check() -> Callable[[Any], object]:
+    """What ``json.dumps(value, allow_nan=False, sort_keys=True)`` accepts, a few times cheaper.
+
+    ``json.dumps`` with options builds a new encoder per call, most of its time
+    on small outputs; this builds the C encoder once. Without the circular
+    reference check (its markers would be shared): a cyclic value ends in a
+    RecursionError, which fails the output as well. Falls back to
+    ``json.dumps`` without the C accelerator or with another signature.
+    """
+    encoder = json.JSONEncoder(allow_nan=False, sort_keys=True)
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
     try:
-        json.dumps(output, allow_nan=False, sort_keys=True)  # as the codec writes it
-    except (TypeError, ValueError) as e:
+        check: Callable[[Any], object] = functools.partial(
+            make(
+                None,
+                encoder.default,
+                json.encoder.encode_basestring_ascii,
+                encoder.indent,
+                encoder.key_separator,
+                encoder.item_separator,
+                encoder.sort_keys,
+                encoder.skipkeys,
+                encoder.allow_nan,
+            ),
+            _current_indent_level=0,
+        )
+        probe = {"b": [1, 2.5, None, True, "é\n"], "a": {}}
+        if "".join(check(probe)) == encoder.encode(probe):  # type: ignore[arg-type]
+            return check
+    except TypeError:  # no accelerator (None), or another signature
+        pass
+    return encoder.encode
+
+
+_json_check = _make_json_check()
+
+
+def _check_output(output: JsonValue) -> Failure | None:
+    kind = type(output)
+    if kind is str or kind is int or kind is bool or output is None:
+        return None  # JSON holds every value of these
+    try:
+        _json_check(output)  # what the codec writes must be JSON
+    except (TypeError, ValueError, RecursionError) as e:
         return Failure(
             INVALID_OUTPUT,
             f"the handler returned a value JSON cannot hold ({e}); return dicts, lists, "
@@ -129,7 +177,7 @@ def response_for(
         traceparent=task.envelope.traceparent,
     )
     if outcome.failure is None:
-        return TaskCompleted(
+        return _new_completed(
             envelope=envelope,
             task_id=task.task_id,
             workflow_id=task.workflow_id,
@@ -139,7 +187,7 @@ def response_for(
             usage=outcome.usage,
             agent_id=agent_id,
         )
-    return TaskFailed(
+    return _new_failed(
         envelope=envelope,
         task_id=task.task_id,
         workflow_id=task.workflow_id,

@@ -15,9 +15,12 @@ import enum
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from agentlog.schemas.events import TaskRequested
+
+if TYPE_CHECKING:
+    from agentlog.agents.runtime.execute import Outcome
 
 P = TypeVar("P", bound=Hashable)
 
@@ -33,6 +36,7 @@ class Job(Generic[P]):
     deliveries: list[tuple[P, int]] = field(default_factory=list)
     started: bool = False
     cancelled: str | None = None  # the reason of the TaskCancelled that named it
+    outcome: Outcome | None = None  # what it gave (its answer), once it ran or was dropped
 
 
 class Admission(enum.Enum):

@@ -41,7 +41,9 @@ class OffsetTracker(Generic[P]):
 
     def fetched(self, tp: P, offset: int) -> None:
         """The record at ``offset`` was fetched and is pending until :meth:`done`."""
-        part = self._parts.setdefault(tp, _Partition())
+        part = self._parts.get(tp)
+        if part is None:
+            part = self._parts[tp] = _Partition()
         part.pending.add(offset)
         if part.position is None or offset >= part.position:
             part.position = offset + 1

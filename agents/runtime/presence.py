@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import socket
 import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agentlog.schemas.events import (
     AgentDeregistered,
@@ -13,6 +17,9 @@ from agentlog.schemas.events import (
     AgentRegistered,
     new_envelope,
 )
+
+if TYPE_CHECKING:
+    from agentlog.streams.producer import EventProducer
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -59,3 +66,18 @@ def deregistered(agent_id: str, kind: str, *, reason: str, source: str) -> Agent
         agent_kind=kind,
         reason=reason,
     )
+
+
+async def send_heartbeats(
+    producer: EventProducer,
+    topic: str,
+    beat: Callable[[], AgentHeartbeat],
+    interval: float,
+    stopping: asyncio.Event,
+) -> None:
+    """Publish ``beat()`` on ``topic`` every ``interval`` seconds until ``stopping`` is set."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval)
+            return
+        await producer.send(topic, beat())

@@ -6,7 +6,7 @@ straight to ``tasks.noop`` and reads the ``TaskCompleted`` answers from
 agentlog.agents.runtime run tests.bench.e2e:NOOP``, concurrency 64). So the
 difference from the ``streams`` variant of ``tests.bench.pingpong`` (an
 ``EventConsumer`` → ``EventProducer`` echo of the same events, same client)
-is what the agent runtime itself costs: buffering, a handler task per task,
+is what the agent runtime itself costs: buffering, running the handler,
 the response's acknowledgement, offset commits, heartbeats.
 
 Variants alternate for ``--rounds`` rounds (a fresh embedded broker per
@@ -16,6 +16,11 @@ overhead and ratio vs both.
 
 Run: ``python -m tests.bench.agents`` (embedded Tansu) or with ``--bootstrap``;
 ``--profile DIR`` runs the agent process under cProfile (``agent-<round>.prof``).
+``--baseline DIR`` adds the variant ``agent-base``, next to ``agent`` in each
+round (which of the two goes first alternates): the same pool process with
+the ``agentlog.agents.runtime`` package loaded from DIR instead (a copy of an
+older ``agents/runtime``, e.g. ``git archive <rev> agents/runtime | tar -x -C
+/tmp/old``), to compare two runtimes alternately on the same broker.
 """
 
 from __future__ import annotations
@@ -48,6 +53,21 @@ from tests.bench.e2e import NOOP, cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = ("raw", "streams", "agent")
+BASELINE = "agent-base"
+#: Runs ``python -m agentlog.agents.runtime`` with the package loaded from argv[1].
+_FROM_DIR = """\
+import importlib.util, runpy, sys
+import agentlog.agents
+where = sys.argv.pop(1)
+spec = importlib.util.spec_from_file_location(
+    "agentlog.agents.runtime", where + "/__init__.py", submodule_search_locations=[where]
+)
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+agentlog.agents.runtime = module
+runpy.run_module(spec.name, run_name="__main__", alter_sys=True)
+"""
 _JOIN_TIMEOUT_S = 60.0
 
 
@@ -77,14 +97,18 @@ def noop_task(i: int, seq: int, workflow_id: str = "wf") -> TaskRequested:
     )
 
 
-def _agent_process(bootstrap: str, prefix: str, log: Path, profile: Path | None) -> Any:
-    args = ["agentlog.agents.runtime", "run", "tests.bench.e2e:NOOP"]
+def _agent_process(
+    bootstrap: str, prefix: str, log: Path, profile: Path | None, runtime: str | None = None
+) -> Any:
+    args = ["run", "tests.bench.e2e:NOOP"]
     args += ["--kafka", bootstrap, "--topic-prefix", prefix, "--log-level", "WARNING"]
-    prof = ["cProfile", "-o", str(profile), "-m"] if profile else []
+    if runtime is not None:  # the runtime package from another directory
+        command = [sys.executable, "-c", _FROM_DIR, str(Path(runtime).resolve()), *args]
+    else:
+        prof = ["cProfile", "-o", str(profile), "-m"] if profile else []
+        command = [sys.executable, "-m", *prof, "agentlog.agents.runtime", *args]
     with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", *prof, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
-        )
+        return subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
 async def _agent_client(settings: Settings) -> tuple[pingpong.Client, Any]:
@@ -119,9 +143,14 @@ async def _agent_client(settings: Settings) -> tuple[pingpong.Client, Any]:
 
 
 async def run_agent(
-    bootstrap: str, args: argparse.Namespace, logs: Path, profile: Path | None
+    bootstrap: str,
+    args: argparse.Namespace,
+    logs: Path,
+    profile: Path | None,
+    runtime: str | None = None,
 ) -> Result:
-    """One round of the ``agent`` variant: a fresh prefix, one pool process."""
+    """One round of the ``agent`` variant (``agent-base`` with ``runtime``): a fresh prefix,
+    one pool process."""
     prefix = f"bagent{uuid.uuid4().hex[:6]}"
     settings = Settings(
         kafka_bootstrap=bootstrap,
@@ -131,7 +160,7 @@ async def run_agent(
         source="bench",
     )
     await ensure_topics(settings, topics_for(NOOP))  # one partition each, like the raw baseline
-    proc = _agent_process(bootstrap, prefix, logs / f"{prefix}.log", profile)
+    proc = _agent_process(bootstrap, prefix, logs / f"{prefix}.log", profile, runtime)
     try:
         client, close = await _agent_client(settings)
         try:
@@ -151,13 +180,17 @@ async def run_agent(
     if cpu_before is not None and cpu_after is not None:
         cpu = (cpu_after - cpu_before) / args.throughput_n * 1e6
     p99 = samples[int(len(samples) * 0.99) - 1]
-    return Result("agent", statistics.median(samples), p99, rate, cpu)
+    return Result(
+        "agent" if runtime is None else BASELINE, statistics.median(samples), p99, rate, cpu
+    )
 
 
 async def _round(bootstrap: str, args: argparse.Namespace, logs: Path, r: int) -> list[Result]:
     results = []
-    for variant in VARIANTS:
-        if variant == "agent":
+    for variant in _variants(args, r):
+        if variant == BASELINE:
+            res = await run_agent(bootstrap, args, logs, None, args.baseline)
+        elif variant == "agent":
             profile = Path(args.profile) / f"agent-{r}.prof" if args.profile else None
             res = await run_agent(bootstrap, args, logs, profile)
         else:
@@ -175,24 +208,34 @@ async def _round(bootstrap: str, args: argparse.Namespace, logs: Path, r: int) -
     return results
 
 
+def _variants(args: argparse.Namespace, r: int) -> tuple[str, ...]:
+    """This round's variants: ``agent`` and ``agent-base`` swap places every other round."""
+    if not args.baseline:
+        return VARIANTS
+    return (*VARIANTS, BASELINE) if r % 2 else (*VARIANTS[:-1], BASELINE, "agent")
+
+
 def summarize(results: list[Result]) -> dict[str, Any]:
     """Medians per variant, and the agent's overhead and ratio against each baseline."""
     out: dict[str, Any] = {}
-    for variant in VARIANTS:
+    for variant in (*VARIANTS, BASELINE):
         rs = [r for r in results if r.variant == variant]
+        if not rs:
+            continue
+        cpus = [r.cpu_us_per_task for r in rs if r.cpu_us_per_task is not None]
         out[variant] = {
             "p50_ms": statistics.median(r.p50_ms for r in rs),
             "p99_ms": statistics.median(r.p99_ms for r in rs),
             "round_trips_per_s": statistics.median(r.round_trips_per_s for r in rs),
+            **({"cpu_us_per_task": statistics.median(cpus)} if cpus else {}),
         }
     agent = out["agent"]
-    cpus = [r.cpu_us_per_task for r in results if r.cpu_us_per_task is not None]
-    agent["cpu_us_per_task"] = statistics.median(cpus) if cpus else None
-    for base in ("raw", "streams"):
-        out[f"agent_vs_{base}"] = {
-            "p50_overhead_ms": agent["p50_ms"] - out[base]["p50_ms"],
-            "throughput_ratio": agent["round_trips_per_s"] / out[base]["round_trips_per_s"],
-        }
+    for base in ("raw", "streams", BASELINE):
+        if base in out:
+            out[f"agent_vs_{base}"] = {
+                "p50_overhead_ms": agent["p50_ms"] - out[base]["p50_ms"],
+                "throughput_ratio": agent["round_trips_per_s"] / out[base]["round_trips_per_s"],
+            }
     return out
 
 
@@ -220,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput-n", type=int, default=20_000, help="pipelined round trips")
     parser.add_argument("--window", type=int, default=1000, help="requests in flight")
     parser.add_argument("--profile", help="directory for cProfile output of the agent process")
+    parser.add_argument(
+        "--baseline", help="also run the pool with agentlog.agents.runtime from this directory"
+    )
     parser.add_argument("--json", help="also write the summary to this file")
     args = parser.parse_args(argv)
     if args.profile:

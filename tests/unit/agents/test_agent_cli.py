@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import gc
 
 import pytest
 
-from agentlog.agents.runtime.cli import add_agent_command, build_parser, run_agents_command
+from agentlog.agents.runtime.cli import (
+    GC_GEN0_THRESHOLD,
+    add_agent_command,
+    build_parser,
+    run_agents_command,
+    tune_gc,
+)
 
 
 def agentlog_parser() -> argparse.ArgumentParser:
@@ -47,3 +54,25 @@ def test_bad_numbers_are_usage_errors(bad: list[str], capsys: pytest.CaptureFixt
         build_parser().parse_args(["run", "a:b", *bad])
     assert exit_info.value.code == 2
     assert "error: argument" in capsys.readouterr().err
+
+
+def test_the_agent_process_collects_less_often_unless_collection_is_off() -> None:
+    threshold = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        tune_gc()
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, 10, 10)
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()
+        gc.set_threshold(50_000, 10, 10)
+        tune_gc()
+        assert gc.get_threshold() == (50_000, 10, 10), "a higher threshold is kept"
+        gc.unfreeze()
+        gc.disable()
+        tune_gc()
+        assert gc.get_threshold() == (50_000, 10, 10)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
