@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from agentlog.schemas.events import Event
+from agentlog.schemas.events import Envelope, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +93,49 @@ def event_json(event: Event) -> str:
     """The whole event (envelope included) as JSON: timestamps RFC 3339, bytes as hex.
 
     For a ``json`` column: U+0000 stays escaped as it is (only ``jsonb`` refuses it).
+    The text is what ``orjson.dumps(event)`` gives; the event and its envelope
+    go to orjson as dicts (:func:`_as_dict`), which it writes in a third less
+    time than it walks a dataclass: this runs for every archived event.
     """
     try:
-        return orjson.dumps(event, default=_default).decode()
+        return orjson.dumps(_as_dict(event), default=_default).decode()
     except (TypeError, orjson.JSONEncodeError):
         from agentlog.projections.payload import event_to_dict
 
         return json.dumps(event_to_dict(event), separators=(",", ":"), ensure_ascii=False)
+
+
+_AS_DICT: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+
+def _as_dict(event: Event) -> dict[str, Any]:
+    """The event's fields as a dict in field order, its envelope as a dict too (one level)."""
+    convert = _AS_DICT.get(type(event))
+    if convert is None:
+        convert = _AS_DICT[type(event)] = _dict_maker(type(event))
+    return convert(event)
+
+
+def _dict_maker(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """``lambda e: {"f": e.f, …, "envelope": {"event_id": e.envelope.event_id, …}}`` for ``cls``.
+
+    Generated once per event class: a literal dict of attribute reads is the
+    cheapest way to build it. Names come from the dataclass fields (identifiers).
+    """
+
+    def items(of: type, value: str) -> str:
+        return ", ".join(
+            f"{f.name!r}: {value}.{f.name}"
+            if f.name != "envelope"
+            else f"'envelope': {{{items(Envelope, value + '.envelope')}}}"
+            for f in fields(of)
+        )
+
+    source = f"def as_dict(e):\n    return {{{items(cls, 'e')}}}\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<event_json {cls.__name__}>", "exec"), namespace)  # noqa: S102
+    maker: Callable[[Any], dict[str, Any]] = namespace["as_dict"]
+    return maker
 
 
 def timestamp(ms: int) -> datetime | None:

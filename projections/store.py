@@ -6,13 +6,15 @@
    stored next offsets (a redelivered batch, or a second projector that got
    there first);
 2. looks up which event ids the ``events`` archive has already (it keeps one
-   row per event id) and copies the others into it; only those are folded
-   (a producer retry or a re-decided event at a later offset is a duplicate);
+   row per event id); only the others are archived and folded (a producer
+   retry or a re-decided event at a later offset is a duplicate);
 3. takes the rows the new events touch from the :class:`~.cache.RowCache` or
-   loads them, folds the batch in memory with the pure folds, and writes each
-   table with a few set-based statements: new rows copied (``COPY``) straight
-   into the table, changed rows copied into a staging table and merged
-   (``INSERT … ON CONFLICT`` / ``UPDATE … FROM``);
+   loads them, then ``COPY``s the new events into the archive while it folds
+   them in memory with the pure folds (the ``COPY`` runs in a task fed
+   between pieces of the fold, so PostgreSQL inserts while Python folds), and
+   writes each table with a few set-based statements: new rows copied
+   (``COPY``) straight into the table, changed rows copied into a staging
+   table and merged (``INSERT … ON CONFLICT`` / ``UPDATE … FROM``);
 4. stores the next offsets.
 
 A crash anywhere before COMMIT leaves nothing behind; after COMMIT the
@@ -26,6 +28,8 @@ with a unique violation and is retried from the start (:data:`RETRY_ERRORS`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +38,8 @@ import asyncpg
 
 from agentlog.projections.cache import Partition, RowCache
 from agentlog.projections.db import TRANSIENT_ERRORS
-from agentlog.projections.folds.archive import archive_columns
-from agentlog.projections.folds.batch import Changes, Keys, Rows, fold_batch, keys_of
+from agentlog.projections.folds.archive import archive_tuples
+from agentlog.projections.folds.batch import BatchFold, Changes, Keys, Rows, keys_of
 from agentlog.projections.folds.workflows import MUTABLE_COLUMNS
 from agentlog.projections.records import Record
 from agentlog.projections.tables import (
@@ -97,6 +101,8 @@ _STAGES = ";\n".join(
         LOCK_MINUTES.create_stage_sql(),
     ]
 )
+#: Records folded between two turns of the event loop while the archive ``COPY`` runs.
+_FOLD_STEP = 500
 _ADD_COUNTS = """
 INSERT INTO event_counts AS t (topic, type, events)
 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
@@ -140,6 +146,7 @@ async def apply_batch(
     notify: str | None = None,
     before_commit: Callable[[], Awaitable[None]] | None = None,
     cache: RowCache | None = None,
+    archive: Sequence[tuple[Any, ...]] | None = None,
 ) -> BatchOutcome:
     """Fold ``records`` and store ``positions`` (next offset per partition) in one transaction.
 
@@ -153,10 +160,18 @@ async def apply_batch(
             injection: tests cancel or fail here to prove a crash leaves nothing).
         cache: rows of earlier batches (of this writer only); checked before use,
             updated after COMMIT, cleared when anything fails.
+        archive: ``archive_tuples(records)``, if the caller built them already
+            (the projector does, outside the transaction).
     """
     try:
         outcome, changes = await _transaction(
-            conn, records, positions, notify=notify, before_commit=before_commit, cache=cache
+            conn,
+            records,
+            positions,
+            notify=notify,
+            before_commit=before_commit,
+            cache=cache,
+            archive=archive,
         )
     except BaseException:
         if cache is not None:
@@ -175,6 +190,7 @@ async def _transaction(
     notify: str | None,
     before_commit: Callable[[], Awaitable[None]] | None,
     cache: RowCache | None,
+    archive: Sequence[tuple[Any, ...]] | None,
 ) -> tuple[BatchOutcome, Changes]:
     parts = sorted(positions)
     changes = Changes()
@@ -189,12 +205,15 @@ async def _transaction(
         }
         if cache is not None:
             await _check_cache(conn, cache, stored)
-        fresh = [r for r in records if r.offset >= stored.get((r.topic, r.partition), 0)]
-        new = await _archive(conn, fresh)
+        rows = archive_tuples(records) if archive is None else archive
+        fresh = [
+            i for i, r in enumerate(records) if r.offset >= stored.get((r.topic, r.partition), 0)
+        ]
+        new, new_rows = await _new_events(conn, records, rows, fresh)
         if new:
             keys = keys_of(new)
             loaded = await _load(conn, keys, cache)
-            changes = fold_batch(new, loaded, in_place=True)
+            changes = await _archive_and_fold(conn, new, new_rows, loaded)
             await _write(conn, changes, loaded)
         advanced = {p: max(stored.get(p, 0), off) for p, off in positions.items()}
         changed = [p for p in parts if advanced[p] != stored.get(p, 0)]
@@ -227,21 +246,49 @@ async def _check_cache(conn: Any, cache: RowCache, locked: Mapping[Partition, in
     cache.check(offsets, await conn.fetchval(_TABLE_IDS))
 
 
-async def _archive(conn: Any, records: Sequence[Record]) -> list[Record]:
-    """Copy the records whose event id is new into ``events``; return them, in order."""
-    if not records:
-        return []
-    unique: dict[str, Record] = {}
-    for record in records:
-        # a duplicate inside the batch: the first one wins
-        unique.setdefault(record.event.envelope.event_id, record)
+async def _new_events(
+    conn: Any, records: Sequence[Record], rows: Sequence[tuple[Any, ...]], fresh: Sequence[int]
+) -> tuple[list[Record], list[tuple[Any, ...]]]:
+    """The ``fresh`` records (indexes) whose event id the archive does not have, and their rows.
+
+    ``rows`` are the archive rows of ``records``, in the same order. A duplicate
+    inside the batch counts once (the first one).
+    """
+    if not fresh:
+        return [], []
+    unique: dict[str, int] = {}
+    for index in fresh:
+        unique.setdefault(rows[index][0], index)
     archived = {r[0] for r in await conn.fetch(_EXISTING_EVENTS, list(unique))}
-    new = [r for i, r in unique.items() if i not in archived] if archived else list(unique.values())
-    if new:
-        await conn.copy_records_to_table(
-            EVENTS.name, records=zip(*archive_columns(new), strict=True), columns=EVENTS.columns
-        )
-    return new
+    chosen = [i for e, i in unique.items() if e not in archived] if archived else unique.values()
+    return [records[i] for i in chosen], [rows[i] for i in chosen]
+
+
+async def _archive_and_fold(
+    conn: Any, new: Sequence[Record], rows: Sequence[tuple[Any, ...]], loaded: Rows
+) -> Changes:
+    """``COPY`` the archive rows while folding the records: PostgreSQL and Python work at once.
+
+    The ``COPY`` runs in a task that sends rows as the socket takes them; the
+    fold goes in pieces of :data:`_FOLD_STEP` records and yields between them,
+    so the task keeps PostgreSQL busy inserting the archive (its biggest
+    write) instead of waiting for the fold to end.
+    """
+    fold = BatchFold(loaded, in_place=True)
+    copying = asyncio.ensure_future(
+        conn.copy_records_to_table(EVENTS.name, records=rows, columns=EVENTS.columns)
+    )
+    try:
+        for start in range(0, len(new), _FOLD_STEP):
+            fold.apply(new[start : start + _FOLD_STEP])
+            await asyncio.sleep(0)
+    except BaseException:
+        copying.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await copying
+        raise
+    await copying
+    return fold.changes()
 
 
 async def _load_rows(conn: Any, table: Table, keys: set[str], into: dict[str, Any]) -> None:

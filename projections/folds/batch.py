@@ -13,7 +13,6 @@ rest of the projector together.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -169,39 +168,65 @@ def fold_batch(records: Sequence[Record], loaded: Rows, *, in_place: bool = Fals
     batch changed appears once in the result, in its final state. Events of
     types no fold knows (a newer agentlog's) are only counted.
     """
-    w = _Working(loaded, in_place=in_place)
-    rollups = Rollups()
-    counts: Counter[tuple[str, str]] = Counter()
-    dead_letters: list[DeadLetterRow] = []
-    get = w.get
-    kinds = _KIND
-    for record in records:
-        event: Any = record.event
-        counts[(record.topic, event.envelope.type)] += 1
-        kind = kinds.get(type(event))
-        if kind is None:
-            continue
-        if kind in (_JOURNAL, _JOURNAL_STEP):
-            _workflow(w, record, event)
-        if kind in (_STEP, _JOURNAL_STEP):
-            step = get(w.steps, loaded.steps, event.task_id)
-            if step is None:
-                step = w.steps[event.task_id] = new_step(event)
-            apply_step(step, event, rollups)
-        elif kind == _LOCK and not is_command(event):
-            _lock(w, event, rollups)
-        elif kind == _AGENT:
-            agent = get(w.agents, loaded.agents, event.agent_id)
-            if agent is None:
-                agent = w.agents[event.agent_id] = new_agent(event)
-            apply_agent(agent, event)
-        elif kind == _CACHE:
-            add_cache_stats(event, rollups)
-        elif kind == _DEAD:
-            row = dead_letter_row(record)
-            if row is not None:
-                dead_letters.append(row)
-    return _changes(w, loaded, rollups, counts, dead_letters)
+    fold = BatchFold(loaded, in_place=in_place)
+    fold.apply(records)
+    return fold.changes()
+
+
+class BatchFold:
+    """:func:`fold_batch` in steps: :meth:`apply` records in pieces, then :meth:`changes`.
+
+    Applying a batch in consecutive pieces gives what one :func:`fold_batch`
+    gives; the store folds in pieces so that it can feed PostgreSQL the archive
+    ``COPY`` in between.
+    """
+
+    def __init__(self, loaded: Rows, *, in_place: bool = False) -> None:
+        self.loaded = loaded
+        self._w = _Working(loaded, in_place=in_place)
+        self._rollups = Rollups()
+        self._counts: dict[tuple[str, str], int] = {}
+        self._dead_letters: list[DeadLetterRow] = []
+
+    def apply(self, records: Sequence[Record]) -> None:
+        """Fold the next records (log order per partition)."""
+        w = self._w
+        loaded = self.loaded
+        rollups = self._rollups
+        counts = self._counts
+        get = w.get
+        kinds = _KIND
+        for record in records:
+            event: Any = record.event
+            count_key = (record.topic, event.envelope.type)
+            counts[count_key] = counts.get(count_key, 0) + 1
+            kind = kinds.get(type(event))
+            if kind is None:
+                continue
+            if kind in (_JOURNAL, _JOURNAL_STEP):
+                _workflow(w, record, event)
+            if kind in (_STEP, _JOURNAL_STEP):
+                step = get(w.steps, loaded.steps, event.task_id)
+                if step is None:
+                    step = w.steps[event.task_id] = new_step(event)
+                apply_step(step, event, rollups)
+            elif kind == _LOCK and not is_command(event):
+                _lock(w, event, rollups)
+            elif kind == _AGENT:
+                agent = get(w.agents, loaded.agents, event.agent_id)
+                if agent is None:
+                    agent = w.agents[event.agent_id] = new_agent(event)
+                apply_agent(agent, event)
+            elif kind == _CACHE:
+                add_cache_stats(event, rollups)
+            elif kind == _DEAD:
+                row = dead_letter_row(record)
+                if row is not None:
+                    self._dead_letters.append(row)
+
+    def changes(self) -> Changes:
+        """Every row the records applied so far changed, in its final state."""
+        return _changes(self._w, self.loaded, self._rollups, self._counts, self._dead_letters)
 
 
 def _lock(w: _Working, event: Any, rollups: Rollups) -> None:
@@ -234,10 +259,10 @@ def _changes(
     w: _Working,
     loaded: Rows,
     rollups: Rollups,
-    counts: Counter[tuple[str, str]],
+    counts: dict[tuple[str, str], int],
     dead_letters: list[DeadLetterRow],
 ) -> Changes:
-    changes = Changes(dead_letters=dead_letters, event_counts=dict(counts))
+    changes = Changes(dead_letters=dead_letters, event_counts=counts)
     for workflow_id in sorted(w.workflows):
         row = w.workflows[workflow_id]
         if row is None:

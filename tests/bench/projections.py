@@ -6,7 +6,12 @@ Phases, in one run against the same broker and PostgreSQL:
    events per workflow) to fresh topics;
 2. **read only**: drain every topic with the EventConsumer (fetch + decode);
 3. **catch-up**: a projector from offset zero into a fresh schema until it has
-   stored the end offsets (events/s = records / seconds);
+   stored the end offsets (events/s = records / seconds), in a fresh process
+   (then in ``--workers`` processes); the clock starts once it is connected and
+   migrated. With ``--baseline DIR``, the same again with the ``projections``
+   package in DIR (an older version), the two in turn on the same topics.
+   ``…_cpu_us`` is the CPU per event of the projector processes and of the
+   embedded PostgreSQL during the catch-up;
 4. **raw COPY**: ``copy_records_to_table`` of the very archive rows the
    projector wrote, into a copy of the ``events`` table, with and without its
    indexes: the floor of what PostgreSQL needs for the bytes alone;
@@ -45,7 +50,6 @@ from agentlog.projections.config import ProjectionSettings
 from agentlog.projections.folds.archive import archive_columns
 from agentlog.projections.folds.batch import Rows, fold_batch
 from agentlog.projections.migrate import migrate
-from agentlog.projections.runner import Projector, ProjectorConfig
 from agentlog.projections.tables import EVENTS, WORKFLOWS
 from agentlog.settings import Settings
 from agentlog.streams.consumer import EventConsumer
@@ -92,62 +96,103 @@ async def _topics(settings: Settings) -> list[str]:
         await admin.close()
 
 
-async def catch_up(settings: Settings, schema: str, batch: int) -> tuple[int, float]:
-    config = ProjectorConfig(schema=schema, batch_size=batch, dead_letters=False)
-    projector = Projector(settings, config)
-    await projector.open()
-    try:
-        targets = await projector.end_offsets()
-        started = time.perf_counter()
-        await projector.catch_up(targets)
-        return sum(targets.values()), time.perf_counter() - started
-    finally:
-        await projector.close()
+def _use_projections_from(directory: str | None) -> Any:
+    """The ``agentlog.projections.runner`` module, from ``directory`` if given (a child process).
+
+    ``directory`` holds another version of the ``projections`` package (e.g.
+    ``git archive HEAD projections | tar -x -C /tmp/base`` gives
+    ``/tmp/base/projections``): every ``agentlog.projections.*`` module this
+    process imported is dropped and the package looks in ``directory`` first.
+    """
+    import importlib
+    import sys
+
+    if directory is not None:
+        import agentlog.projections as package
+
+        for name in [m for m in sys.modules if m.startswith("agentlog.projections.")]:
+            del sys.modules[name]
+        package.__path__.insert(0, directory)
+    return importlib.import_module("agentlog.projections.runner")
 
 
-def _worker(job: tuple[Settings, str, int, tuple[int, int]], ready: Any, go: Any) -> None:
-    settings, schema, batch, worker = job
+#: A catch-up process's job: settings, schema, batch size, (index, count) or None, package dir.
+Job = tuple[Settings, str, int, tuple[int, int] | None, str | None]
+
+
+def _worker(job: Job, ready: Any, go: Any, cpu: Any = None) -> None:
+    settings, schema, batch, worker, directory = job
+    runner = _use_projections_from(directory)
 
     async def run() -> None:
-        config = ProjectorConfig(schema=schema, batch_size=batch, dead_letters=False, worker=worker)
-        projector = Projector(settings, config)
+        config = runner.ProjectorConfig(
+            schema=schema, batch_size=batch, dead_letters=False, worker=worker
+        )
+        projector = runner.Projector(settings, config)
         targets = await projector.end_offsets_now()
         ready.set()
+        if go is None:  # only migrate
+            await projector.close()
+            return
         go.wait()
+        started = time.process_time()
         try:
             await projector.catch_up(targets)
         finally:
             await projector.close()
+        cpu.put(time.process_time() - started)
 
     asyncio.run(run())
 
 
-async def catch_up_workers(
-    settings: Settings, schema: str, batch: int, workers: int
+async def catch_up(
+    settings: Settings, schema: str, batch: int, workers: int = 1, directory: str | None = None
 ) -> tuple[int, float]:
-    """``workers`` processes, each owning partition numbers p % workers == i; (records, s).
+    """Catch up from offset zero in ``workers`` fresh processes; (records, seconds).
 
-    The clock starts once every process is connected and migrated.
+    With more than one, each process owns partition numbers p % workers == i.
+    The clock starts once every process is connected and migrated. With
+    ``directory``, the processes run the ``projections`` package found there
+    (:func:`_use_projections_from`), to compare two versions on the same topics.
     """
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
+    # migrate once first (with the same package), so the processes do not race for it
+    migrated = context.Event()
+    probe = context.Process(
+        target=_worker, args=((settings, schema, batch, None, directory), migrated, None)
+    )
+    probe.start()
+    await asyncio.to_thread(probe.join, 120)
+    if probe.exitcode != 0:
+        raise RuntimeError("migrating the catch-up schema failed")
     go = context.Event()
+    cpu_seconds = context.Queue()
     readies = [context.Event() for _ in range(workers)]
     processes = [
         context.Process(
-            target=_worker, args=((settings, schema, batch, (i, workers)), readies[i], go)
+            target=_worker,
+            args=(
+                (settings, schema, batch, (i, workers) if workers > 1 else None, directory),
+                readies[i],
+                go,
+                cpu_seconds,
+            ),
         )
         for i in range(workers)
     ]
-    # migrate once first, so the workers do not race for it
-    probe = Projector(settings, ProjectorConfig(schema=schema, dead_letters=False))
-    targets = await probe.end_offsets_now()
-    await probe.close()
     for process in processes:
         process.start()
     for ready in readies:
         await asyncio.to_thread(ready.wait, 60)
+    async with EventProducer(settings) as producer:
+        names = await _topics(settings)
+        tps = [TopicPartition(t, p) for t in names for p in await producer.partitions_for(t)]
+    consumer = EventConsumer(settings, group_id=None, dead_letters=None)
+    async with consumer:
+        records = sum((await consumer.end_offsets(tps)).values())
+    postgres = _postgres_cpu_seconds()
     started = time.perf_counter()
     go.set()
     for process in processes:
@@ -155,8 +200,42 @@ async def catch_up_workers(
     elapsed = time.perf_counter() - started
     failed = [p.name for p in processes if p.exitcode != 0]
     if failed:
-        raise RuntimeError(f"catch-up workers failed: {failed}")
-    return sum(targets.values()), elapsed
+        raise RuntimeError(f"catch-up processes failed: {failed}")
+    projector = sum(cpu_seconds.get(timeout=10) for _ in processes)
+    CPU_US_PER_EVENT.clear()
+    CPU_US_PER_EVENT["projector"] = round(projector / records * 1e6, 1)
+    if postgres is not None:
+        used = _postgres_cpu_seconds()
+        assert used is not None
+        CPU_US_PER_EVENT["postgres"] = round((used - postgres) / records * 1e6, 1)
+    return records, elapsed
+
+
+#: CPU µs per event of the last :func:`catch_up`: its projector processes (from go to
+#: done), and the embedded PostgreSQL (absent for another server).
+CPU_US_PER_EVENT: dict[str, float] = {}
+
+
+def _postgres_cpu_seconds() -> float | None:
+    """CPU seconds so far of the embedded PostgreSQL (None when it is not this process's child)."""
+    import psutil
+
+    total = 0.0
+    found = False
+    for process in psutil.Process().children():
+        try:
+            if process.name() not in ("postgres", "postmaster"):
+                continue
+            found = True
+            # the postmaster's children times hold its ended backends (the projectors')
+            t = process.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+            for child in process.children():
+                t = child.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total if found else None
 
 
 async def raw_copy(dsn: str, schema: str) -> dict[str, float]:
@@ -181,24 +260,38 @@ async def raw_copy(dsn: str, schema: str) -> dict[str, float]:
         await conn.close()
 
 
-async def one_round(settings: Settings, args: argparse.Namespace) -> dict[str, int]:
-    """Read-only drain, catch-up (one process, then ``--workers``), raw COPY; events/s each."""
-    out: dict[str, int] = {}
+async def one_round(settings: Settings, args: argparse.Namespace, n: int) -> dict[str, float]:
+    """Read-only drain, catch-up (one process, then ``--workers``), raw COPY; events/s each.
+
+    With ``--baseline``, every catch-up runs with the baseline package too, the
+    two versions in turn (which goes first alternates with the round).
+    """
+    out: dict[str, float] = {}
     count, seconds = await drain(settings)
     out["read_decode_per_s"] = round(count / seconds)
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    records, seconds = await catch_up(settings, schema, args.batch)
-    out["catch_up_per_s"] = round(records / seconds)
-    if args.workers > 1:
-        schema2 = f"bench_{uuid.uuid4().hex[:8]}"
-        records, seconds = await catch_up_workers(settings, schema2, args.batch, args.workers)
-        out[f"catch_up_{args.workers}_workers_per_s"] = round(records / seconds)
-        await _drop(settings, schema2)
+    versions: list[tuple[str, str | None]] = [("", None)]
+    if args.baseline:
+        versions.append(("base_", args.baseline))
+        if n % 2 == 0:
+            versions.reverse()
+    kept = ""
+    for workers in sorted({1, args.workers}):
+        for prefix, directory in versions:
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            records, seconds = await catch_up(settings, schema, args.batch, workers, directory)
+            name = "catch_up" if workers == 1 else f"catch_up_{workers}_workers"
+            out[f"{prefix}{name}_per_s"] = round(records / seconds)
+            for what, us in CPU_US_PER_EVENT.items():
+                out[f"{prefix}{name}_{what}_cpu_us"] = us
+            if workers == 1 and not prefix:
+                kept = schema  # the raw COPY below copies its archive
+            else:
+                await _drop(settings, schema)
     assert settings.postgres_dsn is not None
-    copies = await raw_copy(settings.postgres_dsn, schema)
+    copies = await raw_copy(settings.postgres_dsn, kept)
     out["raw_copy_indexed_per_s"] = round(copies["indexed"])
     out["raw_copy_bare_per_s"] = round(copies["bare"])
-    await _drop(settings, schema)
+    await _drop(settings, kept)
     return out
 
 
@@ -234,17 +327,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["produce_per_s"] = round(produced / (time.perf_counter() - started))
             rounds = []
             for n in range(1, args.rounds + 1):
-                rounds.append(await one_round(settings, args))
+                rounds.append(await one_round(settings, args, n))
                 print(f"round {n}: {json.dumps(rounds[-1])}", flush=True)
             results["rounds"] = rounds
             results["median"] = {
-                k: round(statistics.median(r[k] for r in rounds)) for k in rounds[0]
+                k: round(statistics.median(r[k] for r in rounds), 1 if k.endswith("_us") else None)
+                for k in rounds[0]
             }
             baseline = results["median"]["raw_copy_indexed_per_s"]
             results["ratio_to_raw_copy_indexed"] = {
                 k: round(v / baseline, 3)
                 for k, v in results["median"].items()
-                if k.startswith("catch_up")
+                if "catch_up" in k and k.endswith("_per_s")
             }
         if args.api:
             assert settings.postgres_dsn is not None
@@ -382,6 +476,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=10_000, help="projector batch size")
     parser.add_argument("--workers", type=int, default=2, help="also catch up with N processes")
     parser.add_argument("--rounds", type=int, default=3, help="catch-up rounds (medians)")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also catch up with the projections package in DIR (e.g. /tmp/base/projections "
+        "after `git archive HEAD projections | tar -x -C /tmp/base`), in turn with this one",
+    )
     parser.add_argument("--api", action="store_true", help="also measure the query API")
     parser.add_argument("--api-workflows", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=500)

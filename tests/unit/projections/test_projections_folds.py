@@ -371,3 +371,35 @@ def test_archive_columns_equal_archive_rows() -> None:
     records = as_records(scenario("u", 3))
     rows = [archive_row(r) for r in records]
     assert archive_columns(records) == [[getattr(r, c) for r in rows] for c in EVENTS.columns]
+
+
+def test_archive_tuples_are_the_archive_columns_row_by_row() -> None:
+    from agentlog.projections.folds.archive import archive_columns, archive_tuples
+
+    records = as_records(scenario("u", 3))
+    assert archive_tuples(records) == list(zip(*archive_columns(records), strict=True))
+
+
+@pytest.mark.parametrize("step", [1, 13, 500])
+def test_folding_a_batch_in_pieces_equals_folding_it_at_once(step: int) -> None:
+    from agentlog.projections.folds.batch import BatchFold
+
+    records = as_records(scenario("u", 6))
+    whole = fold_batch(records, Rows())
+    fold = BatchFold(Rows())
+    for start in range(0, len(records), step):
+        fold.apply(records[start : start + step])
+    assert fold.changes() == whole
+
+
+@pytest.mark.parametrize("minimal", [False, True])
+def test_the_archive_json_is_orjsons_text_of_the_event(minimal: bool) -> None:
+    """event_json builds dicts for speed; the text stays what orjson writes for the dataclass."""
+    import orjson
+
+    from agentlog.projections.records import _default, event_json
+    from tests.support.samples import all_sample_events
+
+    for event in all_sample_events(minimal=minimal):
+        expected = orjson.dumps(event, default=_default).decode()
+        assert event_json(event) == expected, type(event).__name__

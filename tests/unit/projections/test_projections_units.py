@@ -182,3 +182,49 @@ def test_a_cancelled_task_shows_as_cancelled_unless_it_finished() -> None:
     reported, _ = step_after(row, done)
     assert reported.agent_outcome == "completed"
     assert reported.status == "cancelled"  # the journal never recorded a completion
+
+
+def test_timestamptz_codec_gives_asyncpgs_values() -> None:
+    """The projector's timestamptz codec: microseconds since 2000-01-01 UTC, as stored."""
+    from datetime import date, timezone
+
+    from agentlog.projections.db import decode_timestamptz, encode_timestamptz
+
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    assert encode_timestamptz(epoch) == (0,)
+    assert encode_timestamptz(epoch + timedelta(microseconds=1)) == (1,)
+    assert encode_timestamptz(epoch - timedelta(microseconds=1)) == (-1,)
+    plus5 = datetime(2031, 3, 4, 10, 6, 7, 890123, tzinfo=timezone(timedelta(hours=5)))
+    assert encode_timestamptz(plus5) == encode_timestamptz(plus5.astimezone(UTC))
+    for value in (T0, epoch, datetime(1970, 1, 1, tzinfo=UTC), plus5):
+        back = decode_timestamptz(encode_timestamptz(value))
+        assert back == value
+        assert back.tzinfo == UTC
+    # naive values are local time and dates local midnight, as asyncpg's own encoder reads them
+    naive = datetime(2031, 3, 4, 5, 6, 7)
+    assert encode_timestamptz(naive) == encode_timestamptz(naive.astimezone(UTC))
+    assert encode_timestamptz(date(2031, 3, 4)) == encode_timestamptz(
+        datetime(2031, 3, 4).astimezone(UTC)
+    )
+    assert encode_timestamptz(datetime.max) == (2**63 - 1,)
+    assert encode_timestamptz(datetime.min) == (-(2**63),)
+    assert decode_timestamptz((2**63 - 1,)) == datetime.max
+    assert decode_timestamptz((-(2**63),)) == datetime.min
+
+
+def test_the_projector_only_raises_the_gc_threshold() -> None:
+    import gc
+
+    from agentlog.projections.runner import ProjectorConfig, _raise_gc_threshold
+
+    with pytest.raises(ValueError, match="gc_threshold"):
+        ProjectorConfig(gc_threshold=0)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        _raise_gc_threshold(50_000)
+        assert gc.get_threshold() == (50_000, 10, 10)
+        _raise_gc_threshold(1_000)
+        assert gc.get_threshold() == (50_000, 10, 10)
+    finally:
+        gc.set_threshold(*before)
