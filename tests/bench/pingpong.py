@@ -5,7 +5,11 @@ process, so both sides get a core) consumes each one and answers on a reply
 topic; the client consumes the replies. Two measures per variant:
 
 - latency: one request in flight at a time, p50/p99 of the round trip;
-- throughput: up to ``--window`` requests in flight, round trips per second.
+- throughput: up to ``--window`` requests in flight, round trips per second,
+  and the CPU time both processes (client and echo) spent per round trip
+  meanwhile. On a shared, noisy machine the CPU per round trip is the steadier
+  measure of what a layer costs: wall-clock rates swing with the other load,
+  CPU seconds much less.
 
 Variants:
 
@@ -67,6 +71,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     round_trips_per_s: float
+    #: CPU microseconds per pipelined round trip, client and echo process together.
+    cpu_us_per_rt: float
 
 
 def task_request(i: int, workflow_id: str) -> TaskRequested:
@@ -305,14 +311,25 @@ async def run_variant(variant: str, bootstrap: str, args: argparse.Namespace) ->
         try:
             await _latency(client, 50)  # warm-up
             samples = await _latency(client, args.latency_n)
+            cpu_before = _cpu_s(echo.pid)
             rate = await _throughput(client, args.throughput_n, args.window, 10_000_000)
+            cpu_us = (_cpu_s(echo.pid) - cpu_before) / args.throughput_n * 1e6
         finally:
             await close()
     finally:
         echo.terminate()
         echo.join(10)
     samples.sort()
-    return Result(variant, statistics.median(samples), samples[int(len(samples) * 0.99) - 1], rate)
+    p99 = samples[int(len(samples) * 0.99) - 1]
+    return Result(variant, statistics.median(samples), p99, rate, cpu_us)
+
+
+def _cpu_s(echo_pid: int | None) -> float:
+    """CPU seconds used so far by this process (the client) and the echo process."""
+    import psutil
+
+    echo = psutil.Process(echo_pid).cpu_times()
+    return time.process_time() + echo.user + echo.system
 
 
 async def amain(args: argparse.Namespace) -> list[Result]:
@@ -336,7 +353,8 @@ async def _rounds(bootstrap: str, args: argparse.Namespace) -> list[Result]:
             res = await run_variant(variant, bootstrap, args)
             print(
                 f"round {r + 1}/{args.rounds} {variant:13s} p50={res.p50_ms:.2f} ms "
-                f"p99={res.p99_ms:.2f} ms  {res.round_trips_per_s:,.0f} rt/s",
+                f"p99={res.p99_ms:.2f} ms  {res.round_trips_per_s:,.0f} rt/s  "
+                f"{res.cpu_us_per_rt:.0f} us CPU/rt",
                 flush=True,
             )
             results.append(res)
@@ -351,12 +369,17 @@ def summarize(results: list[Result]) -> dict[str, Any]:
             "p50_ms": statistics.median(r.p50_ms for r in rs),
             "p99_ms": statistics.median(r.p99_ms for r in rs),
             "round_trips_per_s": statistics.median(r.round_trips_per_s for r in rs),
+            "cpu_us_per_rt": statistics.median(r.cpu_us_per_rt for r in rs),
         }
     for variant in out.copy():
         for base in ("raw", "raw-batch"):
             if variant != base and base in out:
                 rate = out[variant]["round_trips_per_s"] / out[base]["round_trips_per_s"]
                 out[variant][f"throughput_vs_{base}"] = rate
+                # what the same CPU buys: raw's CPU per round trip over this variant's
+                out[variant][f"cpu_efficiency_vs_{base}"] = (
+                    out[base]["cpu_us_per_rt"] / out[variant]["cpu_us_per_rt"]
+                )
                 out[variant][f"p50_overhead_ms_vs_{base}"] = (
                     out[variant]["p50_ms"] - out[base]["p50_ms"]
                 )
