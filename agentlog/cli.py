@@ -547,6 +547,7 @@ def registered_commands() -> tuple[Register, ...]:
     """Every subcommand: :data:`COMMANDS` plus those of command modules (imported here)."""
     from agentlog.agents.locks.cli import add_locks_command
     from agentlog.agents.orchestrator.cli import add_orchestrator_command
+    from agentlog.agents.orchestrator.replay_cli import REPLAY_COMMANDS
     from agentlog.agents.runtime.cli import add_agent_command
     from agentlog.client_cli import CLIENT_COMMANDS
     from agentlog.projections.cli import (
@@ -559,6 +560,7 @@ def registered_commands() -> tuple[Register, ...]:
     return (
         *COMMANDS,
         *CLIENT_COMMANDS,
+        *REPLAY_COMMANDS,
         add_orchestrator_command,
         add_locks_command,
         add_agent_command,
