@@ -16,7 +16,7 @@ from agentlog.errors import AgentlogError
 
 #: The ``error_kind`` of a task that ran past its deadline.
 DEADLINE_EXCEEDED = "deadline_exceeded"
-#: The ``error_kind`` of a handler that returned something JSON cannot hold.
+#: The ``error_kind`` of a handler that returned something JSON (or UTF-8) cannot hold.
 INVALID_OUTPUT = "invalid_output"
 #: The ``error_kind`` of an answer larger than the broker accepts.
 OUTPUT_TOO_LARGE = "output_too_large"
@@ -106,7 +106,15 @@ def cancelled_failure(reason: str) -> Failure:
     return Failure(CANCELLED, _clip(f"the orchestrator cancelled the task{because}"), False)
 
 
+def invalid_output(message: str) -> Failure:
+    """The terminal ``invalid_output`` failure; ``message`` names the problem and the fix."""
+    return Failure(INVALID_OUTPUT, _clip(message), False)
+
+
 def _clip(message: str) -> str:
+    if not message.isascii():
+        # a lone surrogate (in a handler's exception, say) would make the answer unencodable
+        message = message.encode("utf-8", "backslashreplace").decode()
     if len(message) <= MAX_MESSAGE_CHARS:
         return message
     return message[: MAX_MESSAGE_CHARS - 1] + "…"

@@ -8,8 +8,8 @@ No Kafka here: :func:`run_task` takes a handler and a context and returns an
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +19,10 @@ from typing import Any
 from agentlog.agents.runtime.context import TaskContext
 from agentlog.agents.runtime.definition import Handler
 from agentlog.agents.runtime.errors import (
-    INVALID_OUTPUT,
     Failure,
     deadline_failure,
     failure_for,
+    invalid_output,
 )
 from agentlog.agents.runtime.slots import slot_constructor
 from agentlog.schemas.events import (
@@ -66,8 +66,9 @@ async def run_task(handler: Handler, ctx: TaskContext, *, clock: Clock = utc_now
 
     A task that arrives after its deadline is not run; one that is still
     running at its deadline is cancelled. Both fail retryably with kind
-    ``deadline_exceeded``. An output JSON cannot hold fails terminally with
-    kind ``invalid_output``.
+    ``deadline_exceeded``. An output JSON cannot hold, or with a string
+    UTF-8 cannot encode (a lone surrogate), fails terminally with kind
+    ``invalid_output``.
     """
     deadline = ctx.deadline
     if deadline is not None and (late := (clock() - deadline).total_seconds()) >= 0:
@@ -110,57 +111,86 @@ async def _within(handler: Handler, ctx: TaskContext, seconds: float) -> JsonVal
         flag.cancel()
 
 
-def _make_json_check() -> Callable[[Any], object]:
-    """What ``json.dumps(value, allow_nan=False, sort_keys=True)`` accepts, a few times cheaper.
+def _make_json_text() -> Callable[[Any], str]:
+    """``json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True)``, cheaper.
 
     ``json.dumps`` with options builds a new encoder per call, most of its time
-    on small outputs; this builds the C encoder once. Without the circular
-    reference check (its markers would be shared): a cyclic value ends in a
-    RecursionError, which fails the output as well. Falls back to
+    on small outputs; this builds the C encoder once. Non-ASCII characters are
+    kept, as the codec keeps them (it then writes the text as UTF-8). Without
+    the circular reference check (its markers would be shared): a cyclic value
+    ends in a RecursionError, which fails the output as well. Falls back to
     ``json.dumps`` without the C accelerator or with another signature.
     """
-    encoder = json.JSONEncoder(allow_nan=False, sort_keys=True)
+    encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True)
     make: Any = getattr(json.encoder, "c_make_encoder", None)
     try:
-        check: Callable[[Any], object] = functools.partial(
-            make(
-                None,
-                encoder.default,
-                json.encoder.encode_basestring_ascii,
-                encoder.indent,
-                encoder.key_separator,
-                encoder.item_separator,
-                encoder.sort_keys,
-                encoder.skipkeys,
-                encoder.allow_nan,
-            ),
-            _current_indent_level=0,
+        chunks = make(
+            None,
+            encoder.default,
+            json.encoder.encode_basestring,
+            encoder.indent,
+            encoder.key_separator,
+            encoder.item_separator,
+            encoder.sort_keys,
+            encoder.skipkeys,
+            encoder.allow_nan,
         )
+        join = "".join
+
+        def text(value: Any) -> str:
+            return join(chunks(value, 0))
+
         probe = {"b": [1, 2.5, None, True, "é\n"], "a": {}}
-        if "".join(check(probe)) == encoder.encode(probe):  # type: ignore[arg-type]
-            return check
+        if text(probe) == encoder.encode(probe):
+            return text
     except TypeError:  # no accelerator (None), or another signature
         pass
     return encoder.encode
 
 
-_json_check = _make_json_check()
+_json_text = _make_json_text()
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _check_output(output: JsonValue) -> Failure | None:
     kind = type(output)
-    if kind is str or kind is int or kind is bool or output is None:
-        return None  # JSON holds every value of these
+    if output is None or kind is int or kind is bool:
+        return None  # JSON and UTF-8 hold every value of these
     try:
-        _json_check(output)  # what the codec writes must be JSON
+        # what the codec writes must be JSON, and UTF-8 (which has no surrogates)
+        text = output if isinstance(output, str) else _json_text(output)
+        if not text.isascii():
+            text.encode()
+    except UnicodeEncodeError:
+        return invalid_output(
+            f"the handler's output is not valid UTF-8: {_surrogate_in(output)}; decode "
+            "bytes with errors='replace' (not 'surrogateescape'), or drop U+D800-U+DFFF"
+        )
     except (TypeError, ValueError, RecursionError) as e:
-        return Failure(
-            INVALID_OUTPUT,
+        return invalid_output(
             f"the handler returned a value JSON cannot hold ({e}); return dicts, lists, "
-            "str, int, float (finite), bool or None",
-            False,
+            "str, int, float (finite), bool or None"
         )
     return None
+
+
+def _surrogate_in(output: JsonValue) -> str:
+    """Which string of ``output`` holds a lone surrogate, by its JSON path."""
+    todo: list[tuple[object, str]] = [(output, "$")]
+    while todo:
+        value, path = todo.pop()
+        if isinstance(value, str):
+            if found := _SURROGATE.search(value):
+                return f"{path} holds a lone surrogate {found[0]!r} at index {found.start()}"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and (found := _SURROGATE.search(key)):
+                    return f"the key {key[:60]!r} in {path} holds a lone surrogate {found[0]!r}"
+                step = f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]"
+                todo.append((item, path + step))
+        elif isinstance(value, list | tuple):
+            todo.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+    return "a string holds a lone surrogate"
 
 
 def response_for(

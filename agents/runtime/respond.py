@@ -4,9 +4,10 @@ The :class:`Responder` is what the sender of :class:`~.answers.Answers` calls:
 it produces a batch of finished jobs' answers, keyed by workflow id, and when
 the batch is acknowledged it settles each job's deliveries in the offset
 tracker (committable from then on) and counts it. An answer larger than the
-broker accepts is answered with ``output_too_large`` instead, since it would
-fail the same way on every redelivery; any other failure to publish stops the
-pool, leaving the task unsettled (delivered again).
+broker accepts is answered with ``output_too_large`` instead, and one the codec
+cannot encode with ``invalid_output``, since it would fail the same way on
+every redelivery; any other failure to publish stops the pool, leaving the
+task unsettled (delivered again).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from agentlog.agents.runtime.answers import Answers
-from agentlog.agents.runtime.errors import OUTPUT_TOO_LARGE, Failure
+from agentlog.agents.runtime.errors import OUTPUT_TOO_LARGE, Failure, invalid_output
 from agentlog.agents.runtime.execute import Outcome, response_for
 from agentlog.agents.runtime.jobs import Job, JobIndex
 from agentlog.agents.runtime.offsets import OffsetTracker
+from agentlog.errors import SchemaError
 from agentlog.schemas.events import TaskRequested
 from agentlog.streams.producer import EventProducer
 
@@ -32,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 #: The client (at enqueue) or the broker (in the acknowledgement) refused the answer's size.
 TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
+#: What makes a batch be answered again one job at a time (to find the answer at fault).
+ALONE = (*TOO_LARGE, SchemaError)
 
 _Job = Job[TopicPartition]
 
@@ -50,13 +54,26 @@ def too_large(outcome: Outcome, error: BaseException) -> Outcome:
     return Outcome(None, failure, outcome.usage)
 
 
+def unencodable(outcome: Outcome, error: SchemaError) -> Outcome:
+    """The terminal ``invalid_output`` failure that answers instead of an unencodable answer.
+
+    The output check in :mod:`.execute` should have caught it; if not, the
+    task would fail the same way on every redelivery, and take the pool along.
+    """
+    failure = invalid_output(
+        f"the answer cannot be encoded ({error}); return JSON values whose strings UTF-8 can encode"
+    )
+    return Outcome(None, failure, outcome.usage)
+
+
 async def enqueue_answer(
     producer: EventProducer, topic: str, task: TaskRequested, outcome: Outcome, agent_id: str
 ) -> tuple[Outcome, asyncio.Future[RecordMetadata]]:
     """Produce the answer, keyed by the workflow id; do not wait for its acknowledgement.
 
     An answer the client refuses as too large is replaced by :func:`too_large`
-    at once. The caller settles the task when the returned future resolves
+    at once, and one the codec cannot encode by :func:`unencodable`. The
+    caller settles the task when the returned future resolves
     (acks=all); if it fails with one of :data:`TOO_LARGE` (the broker's limit
     is lower than the client's), it answers :func:`too_large` instead.
 
@@ -68,8 +85,18 @@ async def enqueue_answer(
         return outcome, await producer.enqueue(topic, response, key=task.workflow_id)
     except TOO_LARGE as e:
         outcome = too_large(outcome, e)
-        response = response_for(task, outcome, agent_id=agent_id)
-        return outcome, await producer.enqueue(topic, response, key=task.workflow_id)
+    except SchemaError as e:
+        logger.warning(
+            "agent %s cannot encode its answer to task %s (workflow %s step %s): %s",
+            agent_id,
+            task.task_id,
+            task.workflow_id,
+            task.step,
+            e,
+        )
+        outcome = unencodable(outcome, e)
+    response = response_for(task, outcome, agent_id=agent_id)
+    return outcome, await producer.enqueue(topic, response, key=task.workflow_id)
 
 
 @dataclass(slots=True)
@@ -127,8 +154,9 @@ class Responder:
         """Produce the answers of ``jobs`` (the sender of :attr:`answers` calls it).
 
         One job goes through :func:`enqueue_answer`; more go as one batch per
-        partition (``enqueue_batch``), and if that is refused as too large, the
-        returned future fails, so that :meth:`failed` answers each alone.
+        partition (``enqueue_batch``), and if that is refused as too large or
+        one answer cannot be encoded, the returned future fails, so that
+        :meth:`failed` answers each alone.
         """
         producer = self.producer
         if producer is None:
@@ -143,7 +171,7 @@ class Responder:
         responses = [response_for(job.task, _outcome(job), agent_id=agent_id) for job in jobs]
         try:
             return await producer.enqueue_batch(self.topic, responses)
-        except TOO_LARGE as e:  # one is larger than a request: nothing was queued
+        except ALONE as e:  # one is too large or unencodable: nothing was queued
             refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             refused.set_exception(e)
             return refused
@@ -186,16 +214,18 @@ class Responder:
     def failed(self, jobs: list[_Job], error: BaseException) -> None:
         """The answers of ``jobs`` could not be published: unsettled; the pool stops.
 
-        Except when refused as too large: a batch is answered again one job at
-        a time (to find the one too large; those of the batch that reached
-        another partition are in ``responses`` twice, which the orchestrator
-        ignores), and a job alone with ``output_too_large`` instead.
+        Except when refused as too large or unencodable: a batch is answered
+        again one job at a time (to find the one at fault; those of the batch
+        that reached another partition are in ``responses`` twice, which the
+        orchestrator ignores), and a job alone too large with
+        ``output_too_large`` instead (:func:`enqueue_answer` replaces an
+        unencodable one).
         """
+        if isinstance(error, ALONE) and len(jobs) > 1:
+            for job in jobs:
+                self.answers.put_alone(job)
+            return
         if isinstance(error, TOO_LARGE):
-            if len(jobs) > 1:
-                for job in jobs:
-                    self.answers.put_alone(job)
-                return
             job = jobs[0]
             outcome = _outcome(job)
             if outcome.failure is None or outcome.failure.kind != OUTPUT_TOO_LARGE:

@@ -20,6 +20,7 @@ from agentlog.agents.runtime import (
 )
 from agentlog.agents.runtime.errors import MAX_MESSAGE_CHARS, Failure
 from agentlog.schemas.events import JsonValue, TaskCompleted, TaskFailed
+from agentlog.streams.codec import AvroCodec
 
 # -- error mapping -------------------------------------------------------------------
 
@@ -128,6 +129,52 @@ async def test_an_output_json_cannot_hold_fails_terminally() -> None:
     outcome = await run_task(handler, TaskContext.local())
     assert outcome.failure is not None
     assert (outcome.failure.kind, outcome.failure.retryable) == (INVALID_OUTPUT, False)
+
+
+@pytest.mark.parametrize(
+    ("output", "where"),
+    [
+        ({"review": {"comments": ["ok", "bad \ud800 byte"]}}, "$.review.comments[1]"),
+        ({"files": {"a.py": 1, "b\udcff.py": 2}}, "the key 'b\\udcff.py' in $.files"),
+        ("\ud83d\ude00", "$ holds"),  # a pair written as two surrogates is no better
+    ],
+)
+async def test_a_lone_surrogate_fails_terminally_naming_where(
+    output: JsonValue, where: str
+) -> None:
+    async def handler(ctx: TaskContext) -> JsonValue:
+        return output
+
+    outcome = await run_task(handler, TaskContext.local())
+    assert outcome.failure is not None
+    assert (outcome.failure.kind, outcome.failure.retryable) == (INVALID_OUTPUT, False)
+    assert outcome.output is None
+    assert "not valid UTF-8" in outcome.failure.message
+    assert where in outcome.failure.message
+    assert "lone surrogate" in outcome.failure.message
+    assert "errors='replace'" in outcome.failure.message
+
+
+async def test_non_ascii_output_is_fine_and_every_answer_encodes() -> None:
+    ctx = TaskContext.local()
+
+    async def ok(c: TaskContext) -> JsonValue:
+        return {"text": "é 中文 😀", "ключ": ["\u2028"]}
+
+    async def raising(c: TaskContext) -> JsonValue:
+        raise TerminalError("bad_input", "cannot decode \udcff")
+
+    async def unencodable(c: TaskContext) -> JsonValue:
+        return {"\ud800": 1}
+
+    done = await run_task(ok, ctx)
+    assert done.ok
+    failed = await run_task(raising, ctx)
+    assert failed.failure == Failure("bad_input", "cannot decode \\udcff", False)
+    bad = await run_task(unencodable, ctx)
+    codec = AvroCodec.default()
+    for outcome in (done, failed, bad):
+        codec.encode(response_for(ctx.task, outcome, agent_id="a-1"))  # no SchemaError
 
 
 # -- the context -----------------------------------------------------------------------------

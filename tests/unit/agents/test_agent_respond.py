@@ -1,4 +1,7 @@
-"""Responder: answers in batches, settled when acknowledged; answers too large are found alone."""
+"""Responder: answers in batches, settled when acknowledged; bad answers are found alone.
+
+Answers too large or that the codec cannot encode are replaced by terminal failures.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +17,18 @@ from agentlog.agents.runtime.jobs import Job, JobIndex
 from agentlog.agents.runtime.offsets import OffsetTracker
 from agentlog.agents.runtime.respond import Counts, Responder
 from agentlog.schemas.events import Event, TaskCompleted, TaskFailed, TaskUsage
+from agentlog.streams.codec import AvroCodec
 
 TP = TopicPartition("tasks", 0)
 BIG = "x" * 100
+UNENCODABLE = {"text": "\ud800"}  # past the output check (an Outcome built here): the net
 
 
 class Producer:
-    """Refuses, at enqueue, single answers with a big output and batches holding one."""
+    """Refuses, at enqueue, single answers with a big output and batches holding one.
+
+    Encodes every answer first, as ``EventProducer`` does (a SchemaError queues nothing).
+    """
 
     def __init__(self) -> None:
         self.sent: list[list[Event]] = []
@@ -33,11 +41,14 @@ class Producer:
         return future
 
     async def enqueue(self, topic: str, event: Event, *, key: str) -> asyncio.Future[Any]:
+        AvroCodec.default().encode(event)
         if isinstance(event, TaskCompleted) and event.output == BIG:
             raise MessageSizeTooLargeError("too big for a request")
         return self._ack([event])
 
     async def enqueue_batch(self, topic: str, events: list[Event]) -> asyncio.Future[Any]:
+        for event in events:
+            AvroCodec.default().encode(event)
         if any(isinstance(e, TaskCompleted) and e.output == BIG for e in events):
             raise MessageSizeTooLargeError("too big for a request")
         return self._ack(list(events))
@@ -132,6 +143,30 @@ async def test_a_batch_the_broker_refuses_as_too_large_is_answered_again_alone()
     assert s.tracker.to_commit() == {TP: 2}
     assert (s.counts.completed, s.counts.failed) == (1, 1)
     assert not s.failures
+    sender.cancel()
+
+
+async def test_an_answer_the_codec_cannot_encode_fails_its_task_alone() -> None:
+    s = Setup()
+    sender = asyncio.create_task(s.responder.answers.run())
+    for output in ("a", UNENCODABLE, "c"):
+        s.responder.answer(*s.job(output))
+    await settle()
+    assert [len(batch) for batch in s.producer.sent] == [1, 1, 1], "each alone"
+    bad = s.producer.sent[1][0]
+    assert isinstance(bad, TaskFailed)
+    assert (bad.error_kind, bad.retryable) == ("invalid_output", False)
+    assert "cannot be encoded" in bad.message
+    for future in s.producer.acks:
+        future.set_result(None)
+    await settle()
+    assert s.tracker.to_commit() == {TP: 3}
+    assert (s.counts.completed, s.counts.failed) == (2, 1)
+    assert not s.failures
+    assert not sender.done(), "the sender goes on"
+    s.responder.answer(*s.job(UNENCODABLE))  # alone from the start
+    await settle()
+    assert isinstance(s.producer.sent[3][0], TaskFailed)
     sender.cancel()
 
 
