@@ -263,12 +263,21 @@ class EventProducer:
 
 
 def _with_traceparent(headers: Headers | None, traceparent: str | None) -> Headers | None:
-    """The record headers of an event: ``headers`` plus its traceparent, unless already there."""
+    """The record headers of an event: ``headers`` plus its traceparent, unless already there.
+
+    A traceparent that is not ASCII (no valid one is) gets no header: the
+    envelope still carries it, and a producer must not fail on a value any
+    client could have put in an event.
+    """
     if not traceparent:
         return list(headers) if headers else None
     if headers and any(k == TRACEPARENT_HEADER for k, _ in headers):
         return list(headers)
-    return [*(headers or ()), (TRACEPARENT_HEADER, traceparent.encode("ascii"))]
+    try:
+        value = traceparent.encode("ascii")
+    except UnicodeEncodeError:
+        return list(headers) if headers else None
+    return [*(headers or ()), (TRACEPARENT_HEADER, value)]
 
 
 def _group_by_partition(

@@ -38,6 +38,11 @@ def test_traceparent_header_is_added_once() -> None:
     assert _with_traceparent([("traceparent", b"x")], tp) == [("traceparent", b"x")]
 
 
+def test_a_traceparent_that_is_not_ascii_gets_no_header_instead_of_an_error() -> None:
+    assert _with_traceparent(None, "00-é-\ud800") is None
+    assert _with_traceparent([("a", b"1")], "00-é") == [("a", b"1")]
+
+
 def _ack(topic: str, partition: int, offset: int, timestamp: int) -> RecordMetadata:
     return RecordMetadata(
         topic, partition, TopicPartition(topic, partition), offset, timestamp, 0, 0
