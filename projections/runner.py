@@ -41,7 +41,7 @@ from agentlog.projections.db import (
 )
 from agentlog.projections.folds.archive import archive_tuples
 from agentlog.projections.migrate import migrate
-from agentlog.projections.records import Record, record_of
+from agentlog.projections.records import Record
 from agentlog.projections.store import (
     RETRY_ERRORS,
     BatchOutcome,
@@ -452,7 +452,7 @@ class Projector:
                     continue
                 if (d.topic, d.event.envelope.type) in copies:
                     continue  # a lock decision copied to responses: folded from the locks topic
-                records.append(record_of(d.topic, d.partition, d.offset, d.timestamp_ms, d.event))
+                records.append(Record(d.topic, d.partition, d.offset, d.timestamp_ms, d.event))
             timeout_ms = max(0, int((deadline - time.monotonic()) * 1000))
             if not delivered:
                 break

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
@@ -15,6 +15,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 from agentlog.errors import ConfigError, ConnectError, DecodeError
 from agentlog.schemas.events import Event
+from agentlog.schemas.slots import install_slot_init
 from agentlog.settings import Settings
 from agentlog.streams.codec import AvroCodec
 from agentlog.streams.deadletter import DeadLetterWriter
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 _START_TIMEOUT_S = 15.0
 
 
+@install_slot_init  # one per record read: half the cost of the dataclass __init__
 @dataclass(frozen=True, slots=True)
 class Delivered:
     """One decoded event with its coordinates in the log."""
@@ -47,28 +49,6 @@ class Delivered:
     def traceparent(self) -> str | None:
         """The W3C traceparent from the record headers, else from the envelope."""
         return traceparent_from_headers(self.headers) or self.event.envelope.traceparent
-
-
-_SET_TOPIC, _SET_PARTITION, _SET_OFFSET, _SET_KEY, _SET_TIMESTAMP, _SET_HEADERS, _SET_EVENT = (
-    Delivered.__dict__[f.name].__set__ for f in fields(Delivered)
-)
-
-
-def _delivered(record: ConsumerRecord, event: Event) -> Delivered:
-    """``Delivered(...)`` of a record at half the cost: fills the slots directly.
-
-    A frozen dataclass ``__init__`` goes through ``object.__setattr__`` per
-    field, and :meth:`EventConsumer.poll` builds one per record.
-    """
-    d: Delivered = object.__new__(Delivered)
-    _SET_TOPIC(d, record.topic)
-    _SET_PARTITION(d, record.partition)
-    _SET_OFFSET(d, record.offset)
-    _SET_KEY(d, record.key)
-    _SET_TIMESTAMP(d, record.timestamp)
-    _SET_HEADERS(d, tuple(record.headers) if record.headers else ())
-    _SET_EVENT(d, event)
-    return d
 
 
 class RebalanceHandler(Protocol):
@@ -240,7 +220,17 @@ class EventConsumer:
                 if allowed is not None and event.envelope.type not in allowed:
                     await self._dead_letter(record, _unexpected(event, record.topic, allowed))
                     continue
-                delivered.append(_delivered(record, event))
+                delivered.append(
+                    Delivered(
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        record.key,
+                        record.timestamp,
+                        tuple(record.headers) if record.headers else (),
+                        event,
+                    )
+                )
             if records:
                 self._next_offsets[tp] = records[-1].offset + 1
         return delivered

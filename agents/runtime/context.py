@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentlog.agents.runtime.errors import TerminalError
-from agentlog.agents.runtime.slots import slot_constructor
 from agentlog.schemas.events import (
     PRIORITY_DEFAULT,
     JsonValue,
@@ -36,7 +35,7 @@ class UsageReport:
 
     def with_latency(self, latency_ms: float) -> TaskUsage:
         """The ``TaskUsage`` record of a finished task."""
-        return _new_usage(
+        return TaskUsage(
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             cost_usd=self.cost_usd,
@@ -45,7 +44,6 @@ class UsageReport:
 
 
 _NO_USAGE = UsageReport()
-_new_usage = slot_constructor(TaskUsage)
 
 
 class TaskLogAdapter(logging.LoggerAdapter[logging.Logger]):

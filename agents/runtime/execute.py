@@ -24,7 +24,6 @@ from agentlog.agents.runtime.errors import (
     failure_for,
     invalid_output,
 )
-from agentlog.agents.runtime.slots import slot_constructor
 from agentlog.schemas.events import (
     JsonValue,
     TaskCompleted,
@@ -33,6 +32,7 @@ from agentlog.schemas.events import (
     TaskUsage,
     new_envelope,
 )
+from agentlog.schemas.slots import install_slot_init
 
 Clock = Callable[[], datetime]
 
@@ -42,6 +42,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@install_slot_init
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What running a task gave: an output, or a failure; and what it used."""
@@ -54,11 +55,6 @@ class Outcome:
     def ok(self) -> bool:
         """True when the task completed."""
         return self.failure is None
-
-
-_new_outcome = slot_constructor(Outcome)
-_new_completed = slot_constructor(TaskCompleted)
-_new_failed = slot_constructor(TaskFailed)
 
 
 async def run_task(handler: Handler, ctx: TaskContext, *, clock: Clock = utc_now) -> Outcome:
@@ -89,7 +85,7 @@ async def run_task(handler: Handler, ctx: TaskContext, *, clock: Clock = utc_now
     if failure is None:
         failure = _check_output(output)
     usage = ctx.usage.with_latency(round(latency_ms, 3))
-    return _new_outcome(output=None if failure else output, failure=failure, usage=usage)
+    return Outcome(output=None if failure else output, failure=failure, usage=usage)
 
 
 class _DeadlinePassed(Exception):
@@ -207,7 +203,7 @@ def response_for(
         traceparent=task.envelope.traceparent,
     )
     if outcome.failure is None:
-        return _new_completed(
+        return TaskCompleted(
             envelope=envelope,
             task_id=task.task_id,
             workflow_id=task.workflow_id,
@@ -217,7 +213,7 @@ def response_for(
             usage=outcome.usage,
             agent_id=agent_id,
         )
-    return _new_failed(
+    return TaskFailed(
         envelope=envelope,
         task_id=task.task_id,
         workflow_id=task.workflow_id,
