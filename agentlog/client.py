@@ -22,7 +22,7 @@ import dataclasses
 import json
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import datetime
 from enum import Enum
 from types import TracebackType
@@ -264,6 +264,57 @@ class AgentlogClient:
                 "wait longer, or check that an orchestrator and its agents run"
             ) from None
         raise AssertionError("watch() ended")  # pragma: no cover - watch never ends
+
+    async def wait_all(
+        self,
+        workflow_ids: Iterable[str],
+        timeout: float | None = None,  # noqa: ASYNC109 - seconds, as in wait()
+    ) -> dict[str, WorkflowState]:
+        """Until every workflow is terminal; their end states by id.
+
+        One reader over the journal partitions that hold them, read once from
+        the beginning: waiting for many workflows one :meth:`wait` at a time
+        reads a partition again for each.
+
+        Raises:
+            WaitTimeoutError: not all ended within ``timeout`` seconds (the message
+                says how many are left and names one).
+        """
+        pending = set(workflow_ids)
+        total = len(pending)
+        states: dict[str, WorkflowState] = {}
+        ended: dict[str, WorkflowState] = {}
+        topic = self._topic(JOURNAL.name)
+        parts = sorted({await self.partition_of(wf) for wf in pending})
+        tps = [TopicPartition(topic, p) for p in parts]
+        try:
+            async with asyncio.timeout(timeout), self._reader() as reader:
+                reader.assign(tps)
+                await reader.seek_to_beginning(*tps)
+                while pending:
+                    for delivered in await reader.poll(timeout_ms=250):
+                        wf = getattr(delivered.event, "workflow_id", None)
+                        if wf not in pending:
+                            continue
+                        event = _journal_event(delivered.event, wf)
+                        if event is None:
+                            continue
+                        state = evolve(states.get(wf), event)
+                        if state is None:
+                            continue
+                        states[wf] = state
+                        if state.status.terminal:
+                            pending.discard(wf)
+                            ended[wf] = state
+        except TimeoutError:
+            example = next(iter(pending))
+            where = states[example].status.value if example in states else "not started yet"
+            raise WaitTimeoutError(
+                f"{len(pending)} of {total} workflows did not end within {timeout} s "
+                f"(e.g. {example}: {where}); wait longer, or check that an orchestrator "
+                "and its agents run"
+            ) from None
+        return ended
 
     # -- helpers -------------------------------------------------------------------
 

@@ -162,8 +162,7 @@ async def _run_workflows(
     ids: list[str] = []
     if concurrent:
         ids = [await client.submit(None, {}, spec=spec) for _ in range(n)]
-        for wf in ids:
-            await client.wait(wf, timeout=300)
+        await client.wait_all(ids, timeout=300)  # one reader: waits must not steal the CPU
     else:
         for _ in range(n):
             wf = await client.submit(None, {}, spec=spec)
@@ -211,7 +210,10 @@ async def measure(
     bootstrap: str, args: argparse.Namespace, logs: Path, round_no: int = 1
 ) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:6]}"
-    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, source="bench")
+    settings = Settings(
+        kafka_bootstrap=bootstrap, topic_prefix=prefix, source="bench", partitions=args.partitions
+    )
+    os.environ["AGENTLOG_PARTITIONS"] = str(args.partitions)  # the topics the processes create
     common = ["--kafka", bootstrap, "--topic-prefix", prefix]
     prof = Path(args.profile) if args.profile else None
     orchestrator = _spawn(
@@ -347,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential", type=int, default=20, help="workflows run one by one")
     parser.add_argument("--workflows", type=int, default=200, help="workflows run at once")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3); medians")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=6,
+        help="partitions per topic (default 6, agentlog's default; the raw ping-pong uses 1)",
+    )
     parser.add_argument("--profile", help="directory for cProfile output of both processes")
     parser.add_argument("--json", help="also write the summary to this file")
     args = parser.parse_args(argv)

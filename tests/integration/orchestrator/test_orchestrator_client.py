@@ -72,6 +72,17 @@ async def test_submit_wait_status_watch_and_idempotency(
         with pytest.raises(WaitTimeoutError, match="did not end within"):
             await client.wait("nobody-submitted-this", timeout=0.5)
 
+        # many at once, one reader: the ended states of all, or a timeout naming what is left
+        many = [
+            await client.submit(TRIAGE_CHAIN.name, TRIAGE_CHAIN.example_input) for _ in range(8)
+        ]
+        ended = await client.wait_all([*many, first], timeout=30)
+        assert set(ended) == {*many, first}
+        assert all(s.status is WorkflowStatus.SUCCEEDED for s in ended.values())
+        assert ended[first] == state
+        with pytest.raises(WaitTimeoutError, match=r"1 of 2 workflows did not end .*never-sent"):
+            await client.wait_all([first, "never-sent"], timeout=1)
+
     started = [e for e in tail.of(first) if isinstance(e, WorkflowStarted)]
     assert len(started) == 1  # the second submit was a duplicate request
 
