@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import cast
 
+from agentlog.agents.orchestrator.inputs import INPUT_TYPES
 from agentlog.schemas.events import JOURNAL_EVENT_TYPES, Event, WorkflowStarted
 from agentlog.settings import Settings
 from agentlog.workflow import (
@@ -43,17 +44,8 @@ from .history import History, HistoryEntry, HistoryError, claims_for, describe_e
 logger = logging.getLogger(__name__)
 
 _JOURNAL_TYPES = frozenset(cls.__name__ for cls in JOURNAL_EVENT_TYPES)
-_INPUT_TYPES = frozenset(
-    {
-        "WorkflowRequested",
-        "CancelRequested",
-        "SignalSent",
-        "TaskCompleted",
-        "TaskFailed",
-        "LockGranted",
-        "LockDenied",
-    }
-)
+#: What an export keeps: the inputs, less progress reports (they never decide anything).
+_INPUT_TYPES = INPUT_TYPES - {"TaskProgress"}
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ from typing import Any, cast
 import fastavro
 from fastavro.read import SchemaResolutionError
 
+from agentlog.agents.orchestrator.inputs import INPUT_TYPES
 from agentlog.errors import DecodeError, SchemaError
 from agentlog.schemas.events import JOURNAL_EVENT_TYPES, Event
 from agentlog.streams.codec import AvroCodec
@@ -46,18 +47,6 @@ SUFFIX = ".avro"
 RECORD_NAME = "agentlog.replay.HistoryEntry"
 
 _META = "agentlog.history."
-_INPUT_TYPES = frozenset(
-    {
-        "WorkflowRequested",
-        "CancelRequested",
-        "SignalSent",
-        "TaskCompleted",
-        "TaskFailed",
-        "TaskProgress",
-        "LockGranted",
-        "LockDenied",
-    }
-)
 _JOURNAL_TYPES = frozenset(cls.__name__ for cls in JOURNAL_EVENT_TYPES)
 _TIMESTAMP = {"type": "long", "logicalType": "timestamp-micros"}
 
@@ -270,7 +259,7 @@ def _entry(codec: AvroCodec, index: int, record: dict[str, Any], workflow_id: st
         )
     else:
         assert raw is not None
-        item = cast("Input", _decode(codec, raw, f"entry {index}: the input", _INPUT_TYPES))
+        item = cast("Input", _decode(codec, raw, f"entry {index}: the input", INPUT_TYPES))
     if item.workflow_id != workflow_id:
         raise HistoryError(
             f"entry {index}: the input belongs to workflow {item.workflow_id!r}, not the "

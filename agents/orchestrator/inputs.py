@@ -36,7 +36,7 @@ from .routing import partition_for
 logger = logging.getLogger(__name__)
 
 #: The events the input topics carry (the consumer dead-letters anything else).
-_INPUT_TYPES = frozenset(
+INPUT_TYPES = frozenset(
     {
         "WorkflowRequested",
         "CancelRequested",
@@ -112,7 +112,7 @@ class BatchDecider:
             if home != delivered.partition:
                 outcome.forward.append((delivered, home))
                 continue
-            if event.envelope.type in _INPUT_TYPES:
+            if event.envelope.type in INPUT_TYPES:
                 self.feed(part, cast("Input", event), outcome)
 
     def fire_timers(self, parts: dict[int, PartitionState], outcome: Outcome) -> None:
