@@ -334,6 +334,47 @@ class Stats(BaseModel):
     projector: list[PartitionLag]
 
 
+class MinuteStats(BaseModel):
+    """One agent kind in one minute (zeros when nothing happened in it)."""
+
+    minute: datetime = Field(description="the start of the minute (UTC)")
+    completed: int = Field(description="steps completed in the minute")
+    failed: int = Field(description="steps failed")
+    retried: int = Field(description="step retries scheduled")
+    timed_out: int = Field(description="steps timed out")
+    latency_p50_ms: float | None = Field(
+        description="median latency (schedule to completion) of the steps completed in the "
+        "minute, from its histogram; null when none completed"
+    )
+    latency_p95_ms: float | None = Field(description="95th percentile step latency")
+    latency_p99_ms: float | None = Field(description="99th percentile step latency")
+    cache_hits: int = Field(description="result cache hits")
+    cache_misses: int = Field(description="result cache misses")
+
+
+class KindMinutes(BaseModel):
+    """The per-minute series of one agent kind."""
+
+    agent_kind: str
+    minutes: list[MinuteStats] = Field(
+        description="one entry per minute of the window, oldest first, minutes without rollups "
+        "included as zeros"
+    )
+
+
+class MinuteSeries(BaseModel):
+    """Per agent kind and minute rollups over the last ``window_minutes`` minutes."""
+
+    window_minutes: int = Field(description="minutes in each series")
+    first_minute: datetime = Field(description="the start of the oldest minute (UTC)")
+    last_minute: datetime = Field(
+        description="the start of the newest minute: the current one, still filling (UTC)"
+    )
+    agent_kinds: list[KindMinutes] = Field(
+        description="the kinds with at least one rollup in the window, by name"
+    )
+
+
 class _Start(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

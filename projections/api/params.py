@@ -33,6 +33,9 @@ class InvalidParameter(Exception):
         }
 
 
+#: The longest agent kind a filter accepts.
+KIND_MAX_LENGTH = 64
+
 #: A keyset cursor: microseconds since the epoch, a dot, then the row's key verbatim.
 #: Every string matching it is a valid cursor (so the schema says all there is to say).
 TIME_CURSOR = r"^(?:[0-9]{1,17}|-[0-9]{1,16})\.[\s\S]*$"

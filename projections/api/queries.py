@@ -153,29 +153,90 @@ async def workflow_exists(conn: Any, workflow_id: str) -> bool:
     return bool(found)
 
 
+def latency_percentiles(buckets: Sequence[int] | None) -> dict[str, float | None]:
+    """p50, p95 and p99 in milliseconds of a ``latency_buckets`` histogram (None if empty)."""
+    counts = list(buckets or [0] * BUCKETS)
+    return {
+        "latency_p50_ms": percentile(counts, 0.50),
+        "latency_p95_ms": percentile(counts, 0.95),
+        "latency_p99_ms": percentile(counts, 0.99),
+    }
+
+
+def step_counts(row: Any) -> dict[str, Any]:
+    """Step outcomes, latency percentiles and cache lookups of an ``agent_metrics_minute``
+    row, or of a sum of rows."""
+    return {
+        "completed": row["completed"],
+        "failed": row["failed"],
+        "retried": row["retried"],
+        "timed_out": row["timed_out"],
+        **latency_percentiles(row["latency_buckets"]),
+        "cache_hits": row["cache_hits"],
+        "cache_misses": row["cache_misses"],
+    }
+
+
 def kind_stats(rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Per-kind summaries from ``agent_metrics_minute`` rows summed over a window."""
     out = []
     for r in rows:
-        buckets = list(r["latency_buckets"] or [0] * BUCKETS)
         lookups = r["cache_hits"] + r["cache_misses"]
         out.append(
             {
                 "agent_kind": r["agent_kind"],
-                "completed": r["completed"],
-                "failed": r["failed"],
-                "retried": r["retried"],
-                "timed_out": r["timed_out"],
-                "latency_p50_ms": percentile(buckets, 0.50),
-                "latency_p95_ms": percentile(buckets, 0.95),
-                "latency_p99_ms": percentile(buckets, 0.99),
-                "cache_hits": r["cache_hits"],
-                "cache_misses": r["cache_misses"],
+                **step_counts(r),
                 "cache_hit_rate": r["cache_hits"] / lookups if lookups else None,
                 "cache_latency_saved_ms": r["cache_latency_saved_us"] / 1000,
                 "cache_tokens_saved": r["cache_tokens_saved"],
             }
         )
+    return out
+
+
+#: A minute without a rollup row: nothing happened.
+_IDLE_MINUTE = {
+    "completed": 0,
+    "failed": 0,
+    "retried": 0,
+    "timed_out": 0,
+    "latency_buckets": None,
+    "cache_hits": 0,
+    "cache_misses": 0,
+}
+
+
+async def minute_rows(
+    conn: Any, first: datetime, last: datetime, agent_kind: str | None
+) -> list[Any]:
+    """The ``agent_metrics_minute`` rows of minutes ``first`` to ``last`` (both included)."""
+    sql = (
+        "SELECT agent_kind, minute, completed, failed, retried, timed_out, latency_buckets,"
+        " cache_hits, cache_misses FROM agent_metrics_minute WHERE minute >= $1 AND minute <= $2"
+    )
+    args: list[Any] = [first, last]
+    if agent_kind is not None:
+        args.append(agent_kind)
+        sql += " AND agent_kind = $3"
+    return list(await conn.fetch(sql + " ORDER BY agent_kind, minute", *args))
+
+
+def minute_series(rows: Sequence[Any], first: datetime, minutes: int) -> list[dict[str, Any]]:
+    """Per kind with rows (in the rows' order), one entry per minute from ``first`` on.
+
+    Minutes without a row are zeros (and no percentiles), so the series of every
+    kind has exactly ``minutes`` entries.
+    """
+    by_kind: dict[str, dict[datetime, Any]] = {}
+    for r in rows:
+        by_kind.setdefault(r["agent_kind"], {})[r["minute"]] = r
+    out = []
+    for kind, found in by_kind.items():
+        series = []
+        for n in range(minutes):
+            minute = first + timedelta(minutes=n)
+            series.append({"minute": minute, **step_counts(found.get(minute, _IDLE_MINUTE))})
+        out.append({"agent_kind": kind, "minutes": series})
     return out
 
 

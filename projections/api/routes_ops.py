@@ -1,4 +1,4 @@
-"""Operations: ``/stats`` (JSON), ``/metrics`` (Prometheus), ``/health``."""
+"""Operations: ``/stats`` and ``/stats/minutes`` (JSON), ``/metrics`` (Prometheus), ``/health``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from agentlog.projections.api import prometheus, queries
-from agentlog.projections.api.models import Problem, Stats
+from agentlog.projections.api.models import MinuteSeries, Problem, Stats
+from agentlog.projections.api.params import KIND_MAX_LENGTH
 from agentlog.projections.api.routes_workflows import state_of
+from agentlog.projections.records import minute_of
 
 router = APIRouter(tags=["operations"])
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
@@ -83,6 +85,46 @@ async def stats(
             }
             for r in lag
         ],
+    }
+
+
+@router.get(
+    "/stats/minutes",
+    response_model=MinuteSeries,
+    responses=_UNAVAILABLE,
+    summary="Per-minute rollups",
+)
+async def stats_minutes(
+    request: Request,
+    minutes: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=1440,
+            description="minutes in the series, the current one included: 1 to 1440 (a day)",
+        ),
+    ] = 60,
+    agent_kind: Annotated[
+        str | None,
+        Query(min_length=1, max_length=KIND_MAX_LENGTH, description="only this agent kind"),
+    ] = None,
+) -> dict[str, Any]:
+    """Per agent kind, one entry per minute of the last ``minutes``, oldest first: steps
+    completed, failed, retried and timed out, latency p50/p95/p99 and cache lookups.
+
+    Minutes without rollups are zeros, so every series has ``minutes`` entries; the
+    newest is the current minute (still filling), as in ``/stats?minutes=``. Kinds
+    without a rollup in the window are left out.
+    """
+    last = minute_of(datetime.now(UTC))
+    first = last - timedelta(minutes=minutes - 1)
+    async with state_of(request).db.connection() as conn:
+        rows = await queries.minute_rows(conn, first, last, agent_kind)
+    return {
+        "window_minutes": minutes,
+        "first_minute": first,
+        "last_minute": last,
+        "agent_kinds": queries.minute_series(rows, first, minutes),
     }
 
 

@@ -19,7 +19,7 @@ from agentlog.projections.api.models import (
     Problem,
     Redriven,
 )
-from agentlog.projections.api.params import decode_cursor, encode_cursor
+from agentlog.projections.api.params import KIND_MAX_LENGTH, decode_cursor, encode_cursor
 from agentlog.projections.api.routes_workflows import Cursor, KeyCursor, Limit, state_of
 
 router = APIRouter()
@@ -107,7 +107,7 @@ async def get_lock(
 @router.get("/agents", response_model=AgentList, tags=["agents"], summary="Registered agents")
 async def list_agents(
     request: Request,
-    kind: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    kind: Annotated[str | None, Query(min_length=1, max_length=KIND_MAX_LENGTH)] = None,
     alive: Annotated[bool | None, Query(description="only alive (true) or gone (false)")] = None,
     limit: Limit = 100,
     cursor: KeyCursor = None,

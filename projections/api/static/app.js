@@ -641,8 +641,9 @@
       const minutes = Number(form.elements.minutes.value);
       const { signal } = abort;
       try {
-        const [stats, locks, agents] = await Promise.all([
+        const [stats, series, locks, agents] = await Promise.all([
           api("/stats", { params: { minutes }, signal }),
+          perMinute(minutes, signal),
           api("/locks", { params: { limit: 100 }, signal }),
           api("/agents", { params: { limit: 100 }, signal }),
         ]);
@@ -652,7 +653,6 @@
         renderLocks(role(view, "locks"), locks.items);
         renderAgents(role(view, "agents"), agents.items);
         renderLag(role(view, "lag"), stats.projector);
-        const series = await perMinute(minutes, stats, signal);
         renderThroughput(role(view, "throughput"), series);
         view.dataset.ready = "true";
       } catch (error) {
@@ -669,40 +669,17 @@
   }
 
   /**
-   * Completed and failed steps per kind and minute, oldest first.
-   *
-   * /stats?minutes=k sums the per-minute rollups of the last k minutes, so
-   * minute k ago is the difference of the windows k and k-1 (one small request
-   * per minute of the window).
+   * Completed and failed steps per kind and minute, oldest first: one request to
+   * /stats/minutes, whose series hold every minute of the window (zeros included).
    */
-  async function perMinute(minutes, whole, signal) {
-    const windows = new Map([[minutes, whole]]);
-    const ks = Array.from({ length: minutes - 1 }, (_, i) => i + 1);
-    const worker = async () => {
-      while (ks.length) {
-        const k = ks.shift();
-        windows.set(k, await api("/stats", { params: { minutes: k }, signal }));
-      }
-    };
-    await Promise.all([worker(), worker(), worker()]);
-    const totals = (k, kind) => {
-      const found = k === 0 ? null : windows.get(k).agent_kinds.find((x) => x.agent_kind === kind);
-      return found || { completed: 0, failed: 0 };
-    };
-    const now = Date.now();
-    const labels = [];
-    for (let k = minutes; k >= 1; k--) labels.push(fmtClock(now - (k - 1) * 60_000));
-    return whole.agent_kinds.map(({ agent_kind: kind }) => {
-      const completed = [];
-      const failed = [];
-      for (let k = minutes; k >= 1; k--) {
-        const a = totals(k, kind);
-        const b = totals(k - 1, kind);
-        completed.push(Math.max(0, a.completed - b.completed));
-        failed.push(Math.max(0, a.failed - b.failed));
-      }
-      return { kind, labels, completed, failed };
-    });
+  async function perMinute(minutes, signal) {
+    const body = await api("/stats/minutes", { params: { minutes }, signal });
+    return body.agent_kinds.map(({ agent_kind: kind, minutes: series }) => ({
+      kind,
+      labels: series.map((m) => fmtClock(Date.parse(m.minute))),
+      completed: series.map((m) => m.completed),
+      failed: series.map((m) => m.failed),
+    }));
   }
 
   function renderSummary(dl, stats) {

@@ -18,7 +18,14 @@ async def test_503_while_postgres_is_stopped(
     async with api_client(s, schema) as api:
         assert (await api.get("/workflows")).status_code == 200
         await own_postgres.stop()
-        for path in ("/workflows", "/stats", "/metrics", "/health", "/workflows/x/timeline"):
+        for path in (
+            "/workflows",
+            "/stats",
+            "/stats/minutes",
+            "/metrics",
+            "/health",
+            "/workflows/x/timeline",
+        ):
             response = await api.get(path)
             assert response.status_code == 503, (path, response.text)
             assert "PostgreSQL is unavailable" in response.json()["detail"]
