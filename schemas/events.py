@@ -379,6 +379,37 @@ class LockRequested:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LockReleaseRequested:
+    """A command: the holder gives its lease back, or a waiter withdraws its request.
+
+    The lock manager decides it: ``LockReleased`` (and the hand-over) for the
+    current lease, ``LockDenied`` (cancelled) for a waiter, nothing otherwise.
+    ``fencing_token`` 0 matches whatever the request was granted.
+    """
+
+    envelope: Envelope
+    resource: str
+    request_id: str
+    fencing_token: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockRenewRequested:
+    """A command: the holder asks for its lease to end ``ttl_ms`` after the manager decides.
+
+    The lock manager decides ``LockRenewed`` if the lease is still valid by its
+    clock, nothing otherwise. ``fencing_token`` 0 matches the request's lease.
+    """
+
+    envelope: Envelope
+    resource: str
+    request_id: str
+    fencing_token: int = 0
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LockGranted:
     """A lease with a fencing token that strictly increases per resource."""
 
@@ -416,7 +447,12 @@ class LockDenied:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LockRenewed:
-    """A held lease was extended to ``lease_expires_at``."""
+    """The lock manager extended a held lease to ``lease_expires_at`` (a decision).
+
+    Deprecated interim encoding, still accepted: a ``LockRenewed`` whose
+    ``envelope.source`` is not ``"lock-manager"`` is a renew command; send
+    :class:`LockRenewRequested` instead.
+    """
 
     envelope: Envelope
     resource: str
@@ -427,7 +463,12 @@ class LockRenewed:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LockReleased:
-    """The holder released its lease."""
+    """The lock manager ended a lease its holder released (a decision).
+
+    Deprecated interim encoding, still accepted: a ``LockReleased`` whose
+    ``envelope.source`` is not ``"lock-manager"`` is a release command; send
+    :class:`LockReleaseRequested` instead.
+    """
 
     envelope: Envelope
     resource: str
@@ -562,6 +603,8 @@ Event: TypeAlias = (
     | TaskFailed
     | TaskProgress
     | LockRequested
+    | LockReleaseRequested
+    | LockRenewRequested
     | LockGranted
     | LockQueued
     | LockDenied
@@ -583,7 +626,8 @@ _TOPIC_FAMILIES = {
     "WorkflowFailed WorkflowCancelled",
     "tasks": "TaskRequested TaskCancelled",
     "responses": "TaskCompleted TaskFailed TaskProgress",
-    "locks": "LockRequested LockGranted LockQueued LockDenied LockRenewed LockReleased LockExpired",
+    "locks": "LockRequested LockReleaseRequested LockRenewRequested LockGranted LockQueued "
+    "LockDenied LockRenewed LockReleased LockExpired",
     "cache": "CacheStats",
     "agents": "AgentRegistered AgentHeartbeat AgentDeregistered AgentKindCircuitChanged",
     "deadletter": "DeadLetter",

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from agentlog.schemas.events import (
     LockAcquired,
     LockAwaited,
-    LockReleased,
+    LockReleaseRequested,
     LockRequested,
     derived_envelope,
 )
@@ -150,20 +150,21 @@ def request_for(lock: StepLock) -> LockRequested:
     )
 
 
-def release_for(lock: StepLock) -> LockReleased:
-    """The release command for ``lock`` (a ``LockReleased`` from the orchestrator, index 1).
+def release_for(lock: StepLock) -> LockReleaseRequested:
+    """The release command for ``lock`` (derived from its ``LockAwaited``, index 1).
 
     Token 0 when the grant was not recorded: it matches any grant of the request,
     and withdraws it if it is still queued.
     """
     awaited = lock.awaited
-    return LockReleased(
+    return LockReleaseRequested(
         envelope=derived_envelope(
-            awaited.envelope, 1, "LockReleased", awaited.resource, source=SOURCE
+            awaited.envelope, 1, "LockReleaseRequested", awaited.resource, source=SOURCE
         ),
         resource=awaited.resource,
         request_id=awaited.request_id,
         fencing_token=lock.token or 0,
+        reason="the step ended",
     )
 
 
@@ -198,7 +199,7 @@ def live_locks(state: WorkflowState | None) -> dict[str, StepLock]:
 
 def releases_between(
     before: WorkflowState | None, after: WorkflowState | None
-) -> list[LockReleased]:
+) -> list[LockReleaseRequested]:
     """Releases for the locks that were live in ``before`` and are not in ``after``."""
     still = live_locks(after)
     return [release_for(lock) for rid, lock in live_locks(before).items() if rid not in still]
@@ -233,7 +234,7 @@ def lock_requests_to_publish(state: WorkflowState | None) -> list[LockRequested]
 
 def releases_to_publish(
     state: WorkflowState | None, *, ended_since: datetime
-) -> list[LockReleased]:
+) -> list[LockReleaseRequested]:
     """On recovery: releases of locks of attempts that ended (a crash may have lost them).
 
     Covers every finished attempt still in the state of a running workflow, and

@@ -31,8 +31,6 @@ from agentlog.schemas.events import (
     LockDenied,
     LockGranted,
     LockQueued,
-    LockReleased,
-    LockRenewed,
     LockRequested,
     new_envelope,
 )
@@ -40,7 +38,7 @@ from agentlog.settings import Settings
 from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import LOCKS, ensure_topics
 
-from .commands import release_event
+from .commands import LockCommand, release_event
 from .errors import InvalidLockRequestError, LockDeniedError, LockError, LockTimeoutError
 from .evolve import evolve
 from .lease import Lease
@@ -184,7 +182,7 @@ class LockClient:
             try:
                 await self._send(request)
             except asyncio.CancelledError:
-                await self._withdraw(request)  # it may have been appended already
+                await self._withdraw(request, "cancelled")  # it may have been appended already
                 raise
             except (KafkaError, OSError) as e:
                 raise LockError(
@@ -214,12 +212,12 @@ class LockClient:
             async with asyncio.timeout(seconds):
                 decision = await _first_answer(watch, request)
         except TimeoutError:
-            await self._withdraw(request)
+            await self._withdraw(request, f"no decision within {seconds} s")
             raise LockTimeoutError(
                 request.resource, request.request_id, seconds, self.topic
             ) from None
         except asyncio.CancelledError:
-            await self._withdraw(request)
+            await self._withdraw(request, "cancelled")
             raise
         except Exception as e:
             raise LockError(
@@ -229,12 +227,13 @@ class LockClient:
             raise LockDeniedError(request.resource, request.request_id, decision.reason)
         return decision
 
-    async def _withdraw(self, request: LockRequested) -> None:
+    async def _withdraw(self, request: LockRequested, reason: str) -> None:
         """Leave the queue (or release a grant that arrives later); best effort."""
         command = release_event(
             request.resource,
             request.request_id,
             source=self.source,
+            reason=f"withdrawn: {reason}",
             causation_id=request.envelope.event_id,
             correlation_id=request.envelope.correlation_id,
         )
@@ -243,7 +242,7 @@ class LockClient:
         except (KafkaError, OSError, AgentlogError) as e:
             logger.warning("withdrawing lock request %s failed: %s", request.request_id, e)
 
-    async def _send(self, event: LockRequested | LockReleased | LockRenewed) -> None:
+    async def _send(self, event: LockRequested | LockCommand) -> None:
         producer, _ = self._require()
         encoded = producer.codec.encode(event)
         future = await producer.send_raw(

@@ -13,21 +13,25 @@ Inputs of the core (:data:`LockInput`):
 commands; the manager decides whether a release or renewal takes effect (a
 holder paused past its lease must not release or extend its successor's lease).
 
-**Interim wire encoding** (no schema for release/renew commands exists yet;
-``docs/locks.md`` proposes ``LockReleaseRequested`` and ``LockRenewRequested``):
-a command is a ``LockReleased`` / ``LockRenewed`` whose ``envelope.source`` is
-*not* ``"lock-manager"``. A renew request's ``lease_expires_at`` encodes the
-asked duration as ``occurred_at + ttl_ms`` (a duration only: the manager
-applies it from its own clock). Everything that reads the locks topic must
-tell the two apart with :func:`is_decision`; this module is the one place to
-change when the command schemas land.
+**Wire encoding.** A release command is a ``LockReleaseRequested``, a renew
+command a ``LockRenewRequested`` (:func:`release_event`, :func:`renew_event`);
+their type alone says they are commands.
+
+**Deprecated interim encoding**, still accepted from older clients (and still
+sent by the orchestrator for steps' locks): a ``LockReleased`` /
+``LockRenewed`` whose ``envelope.source`` is *not* ``"lock-manager"``; such a
+renew request's ``lease_expires_at`` encodes the asked duration as
+``occurred_at + ttl_ms``. Because the locks topic is kept forever, old
+commands in this form stay in the log: everything that reads it must keep
+telling decisions from commands with :func:`is_decision`, never by type alone.
+:func:`command_of` is the one place that decodes both encodings.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TypeGuard
 
 from agentlog.schemas.events import (
@@ -39,7 +43,9 @@ from agentlog.schemas.events import (
     LockGranted,
     LockQueued,
     LockReleased,
+    LockReleaseRequested,
     LockRenewed,
+    LockRenewRequested,
     LockRequested,
     new_envelope,
 )
@@ -51,10 +57,16 @@ LockDecision = LockGranted | LockQueued | LockDenied | LockRenewed | LockRelease
 
 _DECISION_TYPES = (LockGranted, LockQueued, LockDenied, LockRenewed, LockReleased, LockExpired)
 
+LockCommand = LockReleaseRequested | LockRenewRequested
+"""The command events holders send about a request they made (release, renew)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseRequest:
     """A holder releases its lease, or a waiter withdraws its request.
+
+    Decoded from a ``LockReleaseRequested`` (or the interim ``LockReleased``
+    from a client) by :func:`command_of`.
 
     Attributes:
         envelope: of the command (its ``event_id`` is the cause of the decision).
@@ -73,6 +85,9 @@ class ReleaseRequest:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RenewRequest:
     """A holder asks for its lease to end ``ttl_ms`` after the manager decides.
+
+    Decoded from a ``LockRenewRequested`` (or the interim ``LockRenewed``
+    from a client) by :func:`command_of`.
 
     Attributes:
         envelope: of the command.
@@ -117,14 +132,43 @@ LockInput = LockRequested | ReleaseRequest | RenewRequest | LockTimer
 
 
 def is_decision(event: Event) -> TypeGuard[LockDecision]:
-    """Whether ``event`` is a lock-manager decision (not a request or a command)."""
+    """Whether ``event`` is a lock-manager decision (not a request or a command).
+
+    A decision type is not enough: the interim command encoding (deprecated,
+    still in retained logs) uses ``LockReleased`` / ``LockRenewed`` from clients.
+    """
     return isinstance(event, _DECISION_TYPES) and event.envelope.source == MANAGER_SOURCE
 
 
 def command_of(event: Event) -> LockRequested | ReleaseRequest | RenewRequest | None:
-    """The input a locks-topic event is, or None for decisions and foreign events."""
-    if isinstance(event, LockRequested):
-        return event
+    """The input a locks-topic event is, or None for decisions and foreign events.
+
+    Decodes both the command events and the deprecated interim encoding (a
+    ``LockReleased`` / ``LockRenewed`` from a source other than the lock manager).
+    """
+    match event:
+        case LockRequested():
+            return event
+        case LockReleaseRequested():
+            return ReleaseRequest(
+                envelope=event.envelope,
+                resource=event.resource,
+                request_id=event.request_id,
+                fencing_token=event.fencing_token,
+            )
+        case LockRenewRequested():
+            return RenewRequest(
+                envelope=event.envelope,
+                resource=event.resource,
+                request_id=event.request_id,
+                fencing_token=event.fencing_token,
+                ttl_ms=event.ttl_ms,
+            )
+    return _interim_command_of(event)
+
+
+def _interim_command_of(event: Event) -> ReleaseRequest | RenewRequest | None:
+    """A command in the deprecated interim encoding, or None (decisions included)."""
     if event.envelope.source == MANAGER_SOURCE:
         return None
     if isinstance(event, LockReleased):
@@ -152,19 +196,30 @@ def release_event(
     token: int = 0,
     *,
     source: str,
+    reason: str = "",
     causation_id: str | None = None,
     correlation_id: str | None = None,
     traceparent: str | None = None,
-) -> LockReleased:
-    """The wire form of a :class:`ReleaseRequest` (a ``LockReleased`` from a non-manager source).
+) -> LockReleaseRequested:
+    """A release command: give back the lease of ``request_id``, or withdraw it from the queue.
+
+    Args:
+        resource: the resource.
+        request_id: the request whose lease (or place in the queue) ends.
+        token: the lease's token; 0 when no grant was seen (matches any grant).
+        source: who sends it; never the lock manager's.
+        reason: why, for people reading the history.
+        causation_id: the event that caused it (the grant, or the request).
+        correlation_id: the request's conversation.
+        traceparent: W3C trace context, if any.
 
     Raises:
         ValueError: ``source`` is the lock manager's.
     """
     _check_source(source)
-    return LockReleased(
+    return LockReleaseRequested(
         envelope=new_envelope(
-            "LockReleased",
+            "LockReleaseRequested",
             resource,
             source=source,
             causation_id=causation_id,
@@ -174,6 +229,7 @@ def release_event(
         resource=resource,
         request_id=request_id,
         fencing_token=token,
+        reason=reason,
     )
 
 
@@ -188,28 +244,27 @@ def renew_event(
     correlation_id: str | None = None,
     traceparent: str | None = None,
     occurred_at: datetime | None = None,
-) -> LockRenewed:
-    """The wire form of a :class:`RenewRequest` (``lease_expires_at = occurred_at + ttl``).
+) -> LockRenewRequested:
+    """A renew command: the lease of ``request_id`` should end ``ttl_ms`` after the decision.
 
     Raises:
         ValueError: ``source`` is the lock manager's.
     """
     _check_source(source)
-    envelope = new_envelope(
-        "LockRenewed",
-        resource,
-        source=source,
-        causation_id=causation_id,
-        correlation_id=correlation_id,
-        traceparent=traceparent,
-        occurred_at=occurred_at,
-    )
-    return LockRenewed(
-        envelope=envelope,
+    return LockRenewRequested(
+        envelope=new_envelope(
+            "LockRenewRequested",
+            resource,
+            source=source,
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+            traceparent=traceparent,
+            occurred_at=occurred_at,
+        ),
         resource=resource,
         request_id=request_id,
         fencing_token=token,
-        lease_expires_at=envelope.occurred_at + timedelta(milliseconds=ttl_ms),
+        ttl_ms=ttl_ms,
     )
 
 

@@ -21,14 +21,14 @@ from aiokafka.errors import KafkaError
 from agentlog.errors import AgentlogError
 from agentlog.schemas.events import LockExpired, LockGranted, LockReleased, LockRenewed
 
-from .commands import LockDecision, release_event, renew_event
+from .commands import LockCommand, LockDecision, release_event, renew_event
 from .errors import LockLostError
 from .tail import Watch
 
 logger = logging.getLogger(__name__)
 
 #: Sends one command to the resource's home partition and waits for the ack.
-SendCommand = Callable[[LockReleased | LockRenewed], Awaitable[None]]
+SendCommand = Callable[[LockCommand], Awaitable[None]]
 
 
 def remaining_seconds(decided_at: datetime, expires_at: datetime, received_at: datetime) -> float:
@@ -160,6 +160,7 @@ class Lease:
                             self.request_id,
                             self.token,
                             source=self._source,
+                            reason="released by the holder",
                             causation_id=self._grant_id,
                             correlation_id=self._correlation_id,
                         )

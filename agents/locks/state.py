@@ -20,7 +20,8 @@ from datetime import datetime
 
 #: ``source`` of every lock-manager decision. Decisions are recognised by it, so
 #: never make it configurable: a ``LockReleased``/``LockRenewed`` with any other
-#: source is a holder's *request* (see :mod:`agentlog.agents.locks.commands`).
+#: source is a holder's command in the deprecated interim encoding (see
+#: :mod:`agentlog.agents.locks.commands`).
 MANAGER_SOURCE = "lock-manager"
 
 #: Longest lease one grant or renewal gives (7 days); longer asks are refused.

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from agentlog.schemas.events import LockReleased, LockRequested, StepScheduled, TaskRequested
+from agentlog.schemas.events import (
+    LockReleaseRequested,
+    LockRequested,
+    StepScheduled,
+    TaskRequested,
+)
 from agentlog.streams.consumer import Delivered
 from agentlog.workflow import (
     Input,
@@ -72,7 +77,7 @@ class Outcome:
     ended: list[tuple[StepScheduled, str]] = field(default_factory=list)
     forward: list[tuple[Delivered, int]] = field(default_factory=list)
     health: list[tuple[str, bool]] = field(default_factory=list)
-    locks: list[LockRequested | LockReleased] = field(default_factory=list)
+    locks: list[LockRequested | LockReleaseRequested] = field(default_factory=list)
     inputs: int = 0
     decided: int = 0
 

@@ -29,7 +29,12 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from agentlog.errors import AgentlogError
-from agentlog.schemas.events import LockReleased, LockRequested, TaskCancelled, TaskRequested
+from agentlog.schemas.events import (
+    LockReleaseRequested,
+    LockRequested,
+    TaskCancelled,
+    TaskRequested,
+)
 from agentlog.settings import Settings
 from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.streams.deadletter import DeadLetterWriter
@@ -393,7 +398,7 @@ class Orchestrator:
         self.stats.forwarded += len(items)
 
     async def _enqueue_locks(
-        self, commands: Sequence[LockRequested | LockReleased]
+        self, commands: Sequence[LockRequested | LockReleaseRequested]
     ) -> list[asyncio.Future[Any]]:
         """Send lock requests and releases to the locks topic (key: resource); their acks."""
         if not commands:
@@ -556,7 +561,7 @@ class Orchestrator:
             parts[p].fold(event)
         tasks: list[tuple[int, TaskRequested]] = []
         cancellations: list[TaskCancelled] = []
-        locks: list[LockRequested | LockReleased] = []
+        locks: list[LockRequested | LockReleaseRequested] = []
         now = self._clock()
         since = now - timedelta(milliseconds=self.config.recovery_cancel_window_ms)
         for p, part in parts.items():

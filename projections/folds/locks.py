@@ -3,7 +3,14 @@
 All ``Lock*`` events of a resource are on one partition of ``agentlog.locks``
 (the resource is the key), written by the lock manager in its decision order,
 so these folds apply events in order. History is the archive's events of the
-resource (``GET /locks/{resource}``).
+resource (``GET /locks/{resource}``), commands included.
+
+Only requests (``LockRequested``) and the lock manager's decisions are folded.
+Holders' commands are not facts: ``LockReleaseRequested`` / ``LockRenewRequested``
+are no :data:`LOCK_EVENT_TYPES` (archived and counted only), and the deprecated
+interim encoding of the same commands (a ``LockReleased`` / ``LockRenewed`` from a
+source other than the lock manager) is skipped by :func:`is_command`. The
+manager's decision about a command follows on the same partition.
 
 :func:`apply_lock` updates the batch's working rows in place; :func:`lock_after`
 is its pure form.
@@ -30,6 +37,8 @@ from agentlog.schemas.events import (
 LockEvent = (
     LockRequested | LockGranted | LockQueued | LockDenied | LockRenewed | LockReleased | LockExpired
 )
+#: The types the lock folds apply: requests and decisions (:func:`is_command` drops the
+#: interim commands among them); the command types are not here.
 LOCK_EVENT_TYPES = (
     LockRequested,
     LockGranted,
@@ -152,7 +161,11 @@ def lock_after(
 
 
 def is_command(event: LockEvent) -> bool:
-    """True for a holder's release or renew command: not a fact to fold (see :func:`apply_lock`)."""
+    """True for a holder's release or renew command in the deprecated interim encoding.
+
+    Such a ``LockReleased`` / ``LockRenewed`` is not a fact to fold (see
+    :func:`apply_lock`); the command events proper are no :data:`LockEvent`.
+    """
     return not isinstance(event, LockRequested) and not is_decision(event)
 
 
@@ -161,8 +174,8 @@ def apply_lock(lock: LockRow, request: LockRequestRow, event: LockEvent, rollups
 
     Only the lock manager's decisions and the requests themselves are facts: a
     ``LockReleased`` / ``LockRenewed`` from any other source is a holder's
-    command (``docs/locks.md``) and changes nothing here; the manager's
-    decision about it follows on the same partition.
+    command in the deprecated interim encoding (``docs/locks.md``) and changes
+    nothing here; the manager's decision about it follows on the same partition.
     """
     if is_command(event):
         return

@@ -105,6 +105,8 @@ def _fields(name: str, ids: dict[str, Any], now: datetime) -> dict[str, Any]:
                                  "agent_id": ids["agent_id"]},
         "LockRequested": lambda: {**lock, "requester": requester, "ttl_ms": 30_000,
                                   "wait_timeout_ms": 5_000, "workflow_id": wf},
+        "LockReleaseRequested": lambda: {**lock, "fencing_token": 7, "reason": "deployed"},
+        "LockRenewRequested": lambda: {**lock, "fencing_token": 7, "ttl_ms": 30_000},
         "LockGranted": lambda: {**lock, "requester": requester, "fencing_token": 7,
                                 "lease_expires_at": lease, "workflow_id": wf},
         "LockQueued": lambda: {**lock, "requester": requester, "position": 2},

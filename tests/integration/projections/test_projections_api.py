@@ -146,6 +146,9 @@ async def test_reads_equal_the_folds_of_the_topics(settings: Settings, schema: s
         assert len(locks) == 3
         detail = (await api.get(f"/locks/{locks[0]['resource']}")).json()
         assert detail["history"]
+        # holders' commands are in the resource's history, though never folded into its row
+        history_types = {e["type"] for e in detail["history"]}
+        assert {"LockRenewRequested", "LockReleaseRequested", "LockReleased"} <= history_types
         assert detail["recent_requests"]
         agents = (await api.get("/agents")).json()["items"]
         assert len(agents) == 3

@@ -29,13 +29,18 @@ from agentlog.agents.locks.timers import next_timer
 from agentlog.schemas.events import (
     Event,
     LockReleased,
+    LockReleaseRequested,
     LockRenewed,
+    LockRenewRequested,
     LockRequested,
     new_envelope,
 )
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 RESOURCE = "repo:acme/shop"
+
+#: What clients put on the topic: requests and commands, in either command encoding.
+Wire = LockRequested | LockReleaseRequested | LockRenewRequested | LockReleased | LockRenewed
 
 
 def ms(n: float) -> timedelta:
@@ -87,19 +92,50 @@ def request(
     )
 
 
-def release(request_id: str, token: int = 0, *, resource: str = RESOURCE) -> LockReleased:
+def release(request_id: str, token: int = 0, *, resource: str = RESOURCE) -> LockReleaseRequested:
     """A holder's release command as it travels on the topic."""
     return release_event(resource, request_id, token, source="test")
 
 
 def renew(
     request_id: str, token: int = 0, ttl_ms: int = 1_000, *, resource: str = RESOURCE
-) -> LockRenewed:
+) -> LockRenewRequested:
     """A holder's renew command as it travels on the topic."""
     return renew_event(resource, request_id, token, ttl_ms, source="test")
 
 
-def as_input(item: LockInput | LockReleased | LockRenewed) -> LockInput:
+def interim_release(
+    request_id: str, token: int = 0, *, resource: str = RESOURCE, source: str = "old-client"
+) -> LockReleased:
+    """A release command in the deprecated interim encoding, as older clients send it."""
+    return LockReleased(
+        envelope=new_envelope("LockReleased", resource, source=source),
+        resource=resource,
+        request_id=request_id,
+        fencing_token=token,
+    )
+
+
+def interim_renew(
+    request_id: str,
+    token: int = 0,
+    ttl_ms: int = 1_000,
+    *,
+    resource: str = RESOURCE,
+    source: str = "old-client",
+) -> LockRenewed:
+    """A renew command in the deprecated interim encoding: the length as ``occurred_at + ttl``."""
+    envelope = new_envelope("LockRenewed", resource, source=source)
+    return LockRenewed(
+        envelope=envelope,
+        resource=resource,
+        request_id=request_id,
+        fencing_token=token,
+        lease_expires_at=envelope.occurred_at + ms(ttl_ms),
+    )
+
+
+def as_input(item: LockInput | Wire) -> LockInput:
     """The core's input for a topic event (commands) or a timer."""
     if isinstance(item, LockRequested | ReleaseRequest | RenewRequest | LockTimer):
         return item
@@ -119,10 +155,10 @@ class Locks:
     def state(self, resource: str = RESOURCE) -> LockState:
         return self.states[resource]
 
-    def send(self, event: LockInput | LockReleased | LockRenewed) -> list[LockDecision]:
+    def send(self, event: LockInput | Wire) -> list[LockDecision]:
         """Decide on one input at the current time; log it; check the fold."""
         item = as_input(event)
-        if isinstance(event, LockRequested | LockReleased | LockRenewed):
+        if isinstance(event, Wire):
             self.log.append(event)
         decision = handle(self.states.get(item.resource), item, self.now)
         if decision.events:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+
+import pytest
 
 from agentlog.agents.locks.commands import (
     LockTimer,
@@ -12,6 +15,7 @@ from agentlog.agents.locks.commands import (
     command_of,
     is_decision,
     release_event,
+    renew_event,
 )
 from agentlog.agents.locks.decide import decide, handle
 from agentlog.agents.locks.evolve import evolve, fold
@@ -21,7 +25,9 @@ from agentlog.schemas.events import (
     LockGranted,
     LockQueued,
     LockReleased,
+    LockReleaseRequested,
     LockRenewed,
+    LockRenewRequested,
     derive_event_id,
     new_envelope,
 )
@@ -29,14 +35,39 @@ from tests.unit.locks.locks_driver import (
     RESOURCE,
     T0,
     Locks,
+    Wire,
     as_input,
     fold_log,
+    interim_release,
+    interim_renew,
     ms,
     release,
     renew,
     request,
     summary,
 )
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a client writes release and renew commands on the topic."""
+
+    release: Callable[..., Wire]
+    renew: Callable[..., Wire]
+
+
+#: ``command``: the command events (``LockReleaseRequested``, ``LockRenewRequested``);
+#: ``interim``: the deprecated ``LockReleased`` / ``LockRenewed`` from a client source.
+ENCODINGS = {
+    "command": Encoding(release, renew),
+    "interim": Encoding(interim_release, interim_renew),
+}
+
+
+@pytest.fixture(params=sorted(ENCODINGS))
+def wire(request: pytest.FixtureRequest) -> Encoding:
+    """Each release/renew rule holds in both encodings (older clients keep working)."""
+    return ENCODINGS[request.param]
 
 
 def held_by_a() -> Locks:
@@ -140,90 +171,191 @@ def test_the_same_input_on_the_same_state_gives_the_same_events_ids_included() -
     assert decide(undecided, b, T0) == decide(state, b, T0)
 
 
-# -- releases ---------------------------------------------------------------------------
+# -- releases (both encodings) -----------------------------------------------------------
 
 
-def test_a_release_by_the_holder_hands_over_to_the_next_waiter_with_the_next_token() -> None:
+def test_a_release_by_the_holder_hands_over_to_the_next_waiter_with_the_next_token(
+    wire: Encoding,
+) -> None:
     locks = held_by_a()
     locks.send(request("b", ttl_ms=2_000))
     locks.send(request("c"))
     locks.now += ms(300)
-    released, granted = locks.send(release("a", 1))
+    released, granted = locks.send(wire.release("a", 1))
     assert isinstance(released, LockReleased)
     assert released.fencing_token == 1
+    assert released.envelope.source == MANAGER_SOURCE
     assert isinstance(granted, LockGranted)
     assert (granted.request_id, granted.fencing_token) == ("b", 2)
     assert granted.lease_expires_at == locks.now + ms(2_000)
     assert [w.request_id for w in locks.state().queue] == ["c"]
 
 
-def test_a_release_with_token_0_releases_whatever_the_request_was_granted() -> None:
+def test_a_release_with_token_0_releases_whatever_the_request_was_granted(
+    wire: Encoding,
+) -> None:
     locks = held_by_a()
-    assert summary(locks.send(release("a"))) == ["LockReleased a #1"]
+    assert summary(locks.send(wire.release("a"))) == ["LockReleased a #1"]
     assert locks.state().holder is None
 
 
-def test_a_release_from_a_stale_holder_decides_nothing() -> None:
+def test_a_release_from_a_stale_holder_decides_nothing(wire: Encoding) -> None:
     locks = held_by_a()
     locks.send(request("b"))
-    locks.send(release("a", 1))  # b holds token 2
-    assert locks.send(release("a", 1)) == []  # a again, a new command
-    assert locks.send(release("b", 1)) == []  # b with a wrong token
-    assert locks.send(release("nobody")) == []
+    locks.send(wire.release("a", 1))  # b holds token 2
+    assert locks.send(wire.release("a", 1)) == []  # a again, a new command
+    assert locks.send(wire.release("b", 1)) == []  # b with a wrong token
+    assert locks.send(wire.release("nobody")) == []
     assert locks.state().holder is not None
     assert locks.state().holder.token == 2
 
 
-def test_a_waiter_that_withdraws_is_denied_as_cancelled_and_leaves_the_queue() -> None:
+def test_a_waiter_that_withdraws_is_denied_as_cancelled_and_leaves_the_queue(
+    wire: Encoding,
+) -> None:
     locks = held_by_a()
     locks.send(request("b"))
     locks.send(request("c"))
-    [denied] = locks.send(release("b"))
+    [denied] = locks.send(wire.release("b"))
     assert isinstance(denied, LockDenied)
     assert denied.reason.startswith("cancelled")
     assert [w.request_id for w in locks.state().queue] == ["c"]
-    assert summary(locks.send(release("a", 1))) == ["LockReleased a #1", "LockGranted c #2"]
+    assert summary(locks.send(wire.release("a", 1))) == ["LockReleased a #1", "LockGranted c #2"]
 
 
-def test_a_release_after_the_lease_ran_out_is_an_expiry_not_a_release() -> None:
+def test_a_release_after_the_lease_ran_out_is_an_expiry_not_a_release(wire: Encoding) -> None:
     locks = held_by_a()
     locks.send(request("b"))
     locks.now += ms(1_000)  # a's lease ends now; no timer has fired yet
-    assert summary(locks.send(release("a", 1))) == ["LockExpired a #1", "LockGranted b #2"]
+    assert summary(locks.send(wire.release("a", 1))) == ["LockExpired a #1", "LockGranted b #2"]
 
 
-# -- renewals ---------------------------------------------------------------------------
+# -- renewals (both encodings) -----------------------------------------------------------
 
 
-def test_a_renewal_extends_the_lease_from_the_managers_now() -> None:
+def test_a_renewal_extends_the_lease_from_the_managers_now(wire: Encoding) -> None:
     locks = held_by_a()
     locks.now += ms(600)
-    [renewed] = locks.send(renew("a", 1, ttl_ms=2_000))
+    [renewed] = locks.send(wire.renew("a", 1, ttl_ms=2_000))
     assert isinstance(renewed, LockRenewed)
     assert renewed.lease_expires_at == locks.now + ms(2_000) == T0 + ms(2_600)
     assert renewed.fencing_token == 1
+    assert renewed.envelope.source == MANAGER_SOURCE
     assert locks.state().holder is not None
     assert locks.state().holder.expires_at == T0 + ms(2_600)
     assert locks.tick(1_500) == []  # still held at T0 + 2.1 s
     assert summary(locks.tick(500)) == ["LockExpired a #1"]
 
 
-def test_renewals_from_non_holders_or_of_a_lapsed_lease_decide_no_renewal() -> None:
+def test_renewals_from_non_holders_or_with_a_stale_token_decide_nothing(wire: Encoding) -> None:
     locks = held_by_a()
     locks.send(request("b"))
-    assert locks.send(renew("b")) == []  # a waiter
-    assert locks.send(renew("a", 7)) == []  # wrong token
-    assert locks.send(renew("a", 1, ttl_ms=0)) == []  # nonsense length
-    locks.now += ms(1_000)
-    assert summary(locks.send(renew("a", 1))) == ["LockExpired a #1", "LockGranted b #2"]
+    assert locks.send(wire.renew("b")) == []  # a waiter
+    assert locks.send(wire.renew("a", 7)) == []  # wrong token
+    assert locks.send(wire.renew("a", 1, ttl_ms=0)) == []  # nonsense length
+    locks.send(wire.release("a", 1))  # b holds token 2 now
+    assert locks.send(wire.renew("a", 1)) == []  # the old lease's holder
+    holder = locks.state().holder
+    assert holder is not None
+    assert (holder.request_id, holder.token, holder.expires_at) == ("b", 2, T0 + ms(1_000))
 
 
-def test_the_renew_command_encodes_its_length_as_a_duration() -> None:
+def test_the_renewal_of_a_lease_that_ran_out_is_refused_it_expires(wire: Encoding) -> None:
+    locks = held_by_a()
+    locks.send(request("b"))
+    locks.now += ms(1_000)  # a's lease ends now; the renewal comes too late
+    assert summary(locks.send(wire.renew("a", 1))) == ["LockExpired a #1", "LockGranted b #2"]
+    holder = locks.state().holder
+    assert holder is not None
+    assert holder.request_id == "b"
+
+
+def test_a_duplicate_command_decides_nothing(wire: Encoding) -> None:
+    locks = held_by_a()
+    renewal = wire.renew("a", 1)
+    assert summary(locks.send(renewal)) == ["LockRenewed a #1"]
+    assert locks.send(renewal) == []  # redelivered: same event id
+    command = wire.release("a", 1)
+    assert summary(locks.send(command)) == ["LockReleased a #1"]
+    assert locks.send(command) == []
+
+
+# -- the two encodings -------------------------------------------------------------------
+
+
+def test_the_renew_command_carries_its_length_as_a_duration() -> None:
     wire = renew("a", 1, ttl_ms=4_321)
+    assert isinstance(wire, LockRenewRequested)
     command = command_of(wire)
     assert isinstance(command, RenewRequest)
     assert (command.ttl_ms, command.fencing_token) == (4_321, 1)
     assert command.envelope == wire.envelope
+
+
+def test_the_interim_renew_encodes_its_length_as_expiry_minus_occurred_at() -> None:
+    wire = interim_renew("a", 1, ttl_ms=4_321)
+    command = command_of(wire)
+    assert isinstance(command, RenewRequest)
+    assert (command.ttl_ms, command.fencing_token) == (4_321, 1)
+    assert command.envelope == wire.envelope
+
+
+def test_a_release_command_is_a_LockReleaseRequested_and_never_a_decision() -> None:
+    wire = release_event(RESOURCE, "a", 3, source="lock-client", reason="done")
+    assert isinstance(wire, LockReleaseRequested)
+    assert (wire.envelope.type, wire.reason) == ("LockReleaseRequested", "done")
+    command = command_of(wire)
+    assert isinstance(command, ReleaseRequest)
+    assert (command.request_id, command.fencing_token) == ("a", 3)
+    assert command.envelope == wire.envelope
+    assert not is_decision(wire)
+
+
+def test_the_interim_release_is_a_LockReleased_from_a_client_source() -> None:
+    wire = interim_release("a", 3, source="lock-client")
+    command = command_of(wire)
+    assert isinstance(command, ReleaseRequest)
+    assert command.fencing_token == 3
+    assert not is_decision(wire)
+    # the same record from the lock manager is a decision, not a command
+    decision = replace(wire, envelope=replace(wire.envelope, source=MANAGER_SOURCE))
+    assert is_decision(decision)
+    assert command_of(decision) is None
+
+
+def test_commands_cannot_be_built_with_the_lock_managers_source() -> None:
+    with pytest.raises(ValueError, match="lock-manager"):
+        release_event(RESOURCE, "a", source=MANAGER_SOURCE)
+    with pytest.raises(ValueError, match="lock-manager"):
+        renew_event(RESOURCE, "a", 1, 1_000, source=MANAGER_SOURCE)
+
+
+def test_old_and_new_clients_on_one_resource_are_decided_alike() -> None:
+    """Given a log mixing both encodings, the decisions are those of either alone."""
+
+    def run(releases: Encoding, renewals: Encoding) -> list[str]:
+        locks = held_by_a()
+        out = summary(locks.send(request("b")))
+        out += summary(locks.send(renewals.renew("a", 1, ttl_ms=3_000)))
+        out += summary(locks.send(releases.release("a", 1)))
+        out += summary(locks.send(request("c")))
+        out += summary(locks.send(releases.release("c")))  # withdrawn
+        locks.restart()  # the fold of a mixed log is the live state
+        out += summary(locks.send(renewals.renew("b", 2)))
+        return out
+
+    command, interim = ENCODINGS["command"], ENCODINGS["interim"]
+    expected = run(command, command)
+    assert expected == [
+        "LockQueued b @1",
+        "LockRenewed a #1",
+        "LockReleased a #1",
+        "LockGranted b #2",
+        "LockQueued c @1",
+        "LockDenied c",
+        "LockRenewed b #2",
+    ]
+    assert run(interim, interim) == run(command, interim) == run(interim, command) == expected
 
 
 # -- timers -----------------------------------------------------------------------------
@@ -325,14 +457,6 @@ def test_decisions_from_another_source_are_not_folded() -> None:
     assert fold([forged]) is None
     locks = held_by_a()
     assert evolve(locks.state(), forged) == locks.state()
-
-
-def test_a_release_command_is_a_LockReleased_from_a_client_source() -> None:
-    wire = release_event(RESOURCE, "a", 3, source="lock-client")
-    command = command_of(wire)
-    assert isinstance(command, ReleaseRequest)
-    assert command.fencing_token == 3
-    assert not is_decision(wire)
 
 
 def test_undecided_requests_in_the_log_are_decided_after_a_restart() -> None:

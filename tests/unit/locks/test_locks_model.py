@@ -1,7 +1,8 @@
 """The lock core against a simple model, under simulated time, with crashes.
 
 A ``RuleBasedStateMachine`` plays clients and a lock manager around one log:
-clients append requests, releases (right, stale or wrong tokens) and renewals;
+clients append requests, releases (right, stale or wrong tokens) and renewals,
+in the command events or the deprecated interim encoding of older clients;
 the manager processes the unread part of the log in batches, fires due timers,
 commits (or not), and crashes (state re-folded from the log, reading resumes
 at the last commit, so decided inputs are redelivered). The model is a few
@@ -47,7 +48,15 @@ from agentlog.schemas.events import (
     LockRenewed,
     LockRequested,
 )
-from tests.unit.locks.locks_driver import T0, fold_log, ms, request, summary
+from tests.unit.locks.locks_driver import (
+    T0,
+    fold_log,
+    interim_release,
+    interim_renew,
+    ms,
+    request,
+    summary,
+)
 
 RESOURCES = ("repo:a", "repo:b")
 
@@ -195,29 +204,47 @@ class LockMachine(RuleBasedStateMachine):
             resource, rid = data.draw(st.sampled_from(self.request_ids))
             self.log.append(request(rid, resource=resource, at=self.now))
 
-    @rule(data=st.data(), token=st.sampled_from(["right", "zero", "old"]))
-    def client_releases(self, data: st.DataObject, token: str) -> None:
+    @rule(data=st.data(), token=st.sampled_from(["right", "zero", "old"]), old=st.booleans())
+    def client_releases(self, data: st.DataObject, token: str, old: bool) -> None:
         if self.request_ids:
             resource, rid = data.draw(st.sampled_from(self.request_ids))
-            self.log.append(release_event(resource, rid, self._token(rid, token), source="t"))
+            self._release(resource, rid, self._token(rid, token), old)
 
-    @rule(data=st.data(), token=st.sampled_from(["right", "zero", "old"]), ttl=TTLS)
-    def client_renews(self, data: st.DataObject, token: str, ttl: int) -> None:
+    @rule(
+        data=st.data(), token=st.sampled_from(["right", "zero", "old"]), ttl=TTLS, old=st.booleans()
+    )
+    def client_renews(self, data: st.DataObject, token: str, ttl: int, old: bool) -> None:
         if self.request_ids:
             resource, rid = data.draw(st.sampled_from(self.request_ids))
-            self.log.append(renew_event(resource, rid, self._token(rid, token), ttl, source="t"))
+            self._renew(resource, rid, self._token(rid, token), ttl, old)
 
-    @rule(resource=st.sampled_from(RESOURCES))
-    def the_holder_releases(self, resource: str) -> None:
+    @rule(resource=st.sampled_from(RESOURCES), old=st.booleans())
+    def the_holder_releases(self, resource: str, old: bool) -> None:
         holder = self.model.resources[resource].holder
         if holder is not None:
-            self.log.append(release_event(resource, holder.request_id, holder.token, source="t"))
+            self._release(resource, holder.request_id, holder.token, old)
 
-    @rule(resource=st.sampled_from(RESOURCES), ttl=TTLS)
-    def the_holder_renews(self, resource: str, ttl: int) -> None:
+    @rule(resource=st.sampled_from(RESOURCES), ttl=TTLS, old=st.booleans())
+    def the_holder_renews(self, resource: str, ttl: int, old: bool) -> None:
         holder = self.model.resources[resource].holder
         if holder is not None:
-            self.log.append(renew_event(resource, holder.request_id, holder.token, ttl, source="t"))
+            self._renew(resource, holder.request_id, holder.token, ttl, old)
+
+    def _release(self, resource: str, rid: str, token: int, old: bool) -> None:
+        """A release command; ``old``: an older client's interim encoding (deprecated)."""
+        if old:
+            event("interim release command")
+            self.log.append(interim_release(rid, token, resource=resource, source="t"))
+        else:
+            self.log.append(release_event(resource, rid, token, source="t"))
+
+    def _renew(self, resource: str, rid: str, token: int, ttl: int, old: bool) -> None:
+        """A renew command; ``old``: an older client's interim encoding (deprecated)."""
+        if old:
+            event("interim renew command")
+            self.log.append(interim_renew(rid, token, ttl, resource=resource, source="t"))
+        else:
+            self.log.append(renew_event(resource, rid, token, ttl, source="t"))
 
     def _token(self, rid: str, kind: str) -> int:
         granted = self.tokens.get(rid, 0)

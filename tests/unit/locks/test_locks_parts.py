@@ -20,7 +20,17 @@ from agentlog.agents.locks.timers import EXPIRY, WAIT, TimerHeap, next_timer, pe
 from agentlog.agents.orchestrator.routing import partition_for
 from agentlog.schemas.events import Event
 from agentlog.streams.consumer import Delivered
-from tests.unit.locks.locks_driver import RESOURCE, T0, Locks, ms, release, request, summary
+from tests.unit.locks.locks_driver import (
+    RESOURCE,
+    T0,
+    Locks,
+    interim_release,
+    ms,
+    release,
+    renew,
+    request,
+    summary,
+)
 
 
 def test_pending_timers_are_the_lease_and_every_wait_earliest_first() -> None:
@@ -189,3 +199,41 @@ def test_live_decisions_advance_decided_through_and_commands_after_it_are_decide
     again = Outcome()
     decider.decide({0: part}, _deliveries(log), again)
     assert (again.events, again.skipped) == (0, 2)
+
+
+def test_recovery_knows_commands_of_both_encodings_as_decided() -> None:
+    """Given a log where an old client's interim release and a new release were decided,
+    when the partition is re-read from offset 0, then neither is decided again."""
+    locks = Locks()
+    locks.send(request("a"))
+    locks.send(request("b"))
+    locks.send(interim_release("a", 1))  # an older client: LockReleased from its source
+    locks.send(release("b", 2))  # a LockReleaseRequested
+    assert summary(locks.log[-4:]) == [
+        "LockReleased a #1",
+        "LockGranted b #2",
+        "LockReleaseRequested b #2",
+        "LockReleased b #2",
+    ]
+    part = PartitionState(0, lambda _: 0)
+    for offset, event in enumerate(locks.log):
+        part.fold(event, offset)
+    part.recovered()
+    assert part.decided_through == len(locks.log) - 2  # the LockReleaseRequested
+    outcome = Outcome()
+    BatchDecider(lambda _: 0, lambda: locks.now).decide({0: part}, _deliveries(locks.log), outcome)
+    assert (outcome.events, outcome.skipped, outcome.foreign) == (0, 4, 0)
+
+
+def test_a_command_on_the_wrong_partition_is_forwarded_home_whatever_its_encoding() -> None:
+    elsewhere = 1
+    part = PartitionState(elsewhere, lambda _: 0)
+    commands: list[Event] = [release("a"), renew("a", 1), interim_release("a"), request("b")]
+    outcome = Outcome()
+    BatchDecider(lambda _: 0, lambda: T0).decide(
+        {elsewhere: part},
+        [Delivered("locks", elsewhere, o, None, 0, (), e) for o, e in enumerate(commands)],
+        outcome,
+    )
+    assert [(d.event, home) for d, home in outcome.forward] == [(e, 0) for e in commands]
+    assert outcome.events == 0

@@ -28,7 +28,9 @@ from agentlog.schemas.events import (
     LockGranted,
     LockQueued,
     LockReleased,
+    LockReleaseRequested,
     LockRenewed,
+    LockRenewRequested,
     LockRequested,
     StepScheduled,
     TaskCompleted,
@@ -158,6 +160,18 @@ def _locks(prefix: str, now: datetime) -> list[Produced]:
                     position=1,
                 ),
             ),
+            # the holder's renew command (not a fact: archived, not folded) ...
+            Produced(
+                "locks",
+                LockRenewRequested(
+                    envelope=env("LockRenewRequested", 399, source="lock-client"),
+                    resource=resource,
+                    request_id=a,
+                    fencing_token=1,
+                    ttl_ms=40_000,
+                ),
+            ),
+            # ... and the lock manager's decision
             Produced(
                 "locks",
                 LockRenewed(
@@ -168,16 +182,9 @@ def _locks(prefix: str, now: datetime) -> list[Produced]:
                     lease_expires_at=lease + timedelta(seconds=10),
                 ),
             ),
-            # the holder's release command (not a fact: the projection skips it) ...
-            Produced(
-                "locks",
-                LockReleased(
-                    envelope=env("LockReleased", 899 + r * 100, source="lock-client"),
-                    resource=resource,
-                    request_id=a,
-                    fencing_token=1,
-                ),
-            ),
+            # the holder's release command (not a fact: the projection skips it); the
+            # holder of db/1 is an older client that sends the deprecated interim encoding
+            Produced("locks", _release_command(resource, a, env, 899 + r * 100, interim=r == 1)),
             # ... and the lock manager's decision
             Produced(
                 "locks",
@@ -234,6 +241,25 @@ def _locks(prefix: str, now: datetime) -> list[Produced]:
                 )
             )
     return out
+
+
+def _release_command(
+    resource: str, request_id: str, env: Any, ms: int, *, interim: bool
+) -> LockReleaseRequested | LockReleased:
+    if interim:
+        return LockReleased(
+            envelope=env("LockReleased", ms, source="lock-client"),
+            resource=resource,
+            request_id=request_id,
+            fencing_token=1,
+        )
+    return LockReleaseRequested(
+        envelope=env("LockReleaseRequested", ms, source="lock-client"),
+        resource=resource,
+        request_id=request_id,
+        fencing_token=1,
+        reason="deployed",
+    )
 
 
 def _agents(prefix: str, now: datetime) -> list[Produced]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agentlog.agents.locks.commands import is_decision
 from agentlog.projections.folds.agents import agent_after
 from agentlog.projections.folds.batch import Changes, Rows, fold_batch, keys_of
 from agentlog.projections.folds.locks import LockRow
@@ -25,7 +26,15 @@ from agentlog.projections.folds.metrics import (
 from agentlog.projections.folds.steps import parse_task_id
 from agentlog.projections.folds.workflows import MUTABLE_COLUMNS, WorkflowRow, evolve_workflow
 from agentlog.projections.records import Record, json_text, to_json
-from agentlog.schemas.events import AgentHeartbeat, AgentRegistered, new_envelope
+from agentlog.schemas.events import (
+    AgentHeartbeat,
+    AgentRegistered,
+    LockReleased,
+    LockReleaseRequested,
+    LockRenewed,
+    LockRenewRequested,
+    new_envelope,
+)
 from agentlog.workflow import WorkflowState, fold
 from tests.unit.projections.scenario import as_records, scenario
 
@@ -258,6 +267,32 @@ def test_locks_follow_holder_queue_and_tokens() -> None:
     assert statuses.count("released") == 3
     waited = [r for r in requests.values() if r.request_id.endswith("req-b")]
     assert all(r.wait_ms is not None and r.wait_ms > 800 for r in waited)
+
+
+def test_release_and_renew_commands_are_archived_and_counted_but_never_folded() -> None:
+    """Given a resource's log, when the holders' commands (either encoding) are dropped,
+    then every lock row and rollup is the same: only the manager's decisions count."""
+    records = as_records(scenario("u", 1))
+    locks = [r for r in records if r.topic.endswith(".locks")]
+    commands = [
+        r
+        for r in locks
+        if isinstance(r.event, LockReleaseRequested | LockRenewRequested)
+        or (isinstance(r.event, LockReleased | LockRenewed) and not is_decision(r.event))
+    ]
+    kinds = {(type(r.event).__name__, r.event.envelope.source) for r in commands}
+    assert kinds == {
+        ("LockRenewRequested", "lock-client"),
+        ("LockReleaseRequested", "lock-client"),
+        ("LockReleased", "lock-client"),  # an older client's interim release
+    }
+    assert keys_of(commands) == keys_of([])
+    alone = fold_batch(commands, Rows())
+    assert replace(alone, event_counts={}) == Changes()
+    assert sum(alone.event_counts.values()) == len(commands)
+    without = fold_batch([r for r in records if r not in commands], Rows())
+    full = fold_batch(records, Rows())
+    assert replace(full, event_counts=without.event_counts) == without
 
 
 def test_a_queued_request_shows_in_the_queue_until_granted() -> None:

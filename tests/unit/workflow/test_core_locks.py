@@ -7,7 +7,7 @@ from datetime import timedelta
 from agentlog.schemas.events import (
     LockAcquired,
     LockAwaited,
-    LockReleased,
+    LockReleaseRequested,
     StepFailed,
     WorkflowFailed,
 )
@@ -108,7 +108,7 @@ def test_completing_the_step_releases_its_lock_with_the_token() -> None:
     d.complete("ship", {"ok": True})
     assert d.current.status is WorkflowStatus.SUCCEEDED
     (release,) = releases_between(before, d.state)
-    assert isinstance(release, LockReleased)
+    assert isinstance(release, LockReleaseRequested)
     assert (release.resource, release.request_id, release.fencing_token) == (
         "repo:acme/shop",
         "wf-1/ship/1/0/1/lock/0",
