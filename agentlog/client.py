@@ -155,6 +155,8 @@ class AgentlogClient:
         if workflow_id is None:
             workflow_id = derive_workflow_id(idempotency_key) if idempotency_key else _new_id()
         _check_id("workflow_id", workflow_id)
+        if idempotency_key is not None:
+            _check_text("idempotency_key", idempotency_key)
         request = WorkflowRequested(
             envelope=self._envelope("WorkflowRequested", workflow_id),
             workflow_id=workflow_id,
@@ -185,6 +187,7 @@ class AgentlogClient:
         _check_id("workflow_id", workflow_id)
         if not name:
             raise RequestError("signal name is empty; name the signal a step waits for")
+        _check_text("signal", name)
         _check_json("payload", payload)
         event = SignalSent(
             envelope=self._envelope("SignalSent", workflow_id),
@@ -360,6 +363,15 @@ def _journal_event(event: Event, workflow_id: str) -> JournalEvent | None:
 def _check_id(field: str, value: str) -> None:
     if not value or len(value) > _MAX_ID:
         raise RequestError(f"{field}={value!r}: use 1-{_MAX_ID} characters")
+    _check_text(field, value)
+
+
+def _check_text(field: str, value: str) -> None:
+    if "\x00" in value:
+        raise RequestError(
+            f"{field}={value!r} holds a NUL character (U+0000), which the read models "
+            "(PostgreSQL text) cannot store; remove it"
+        )
 
 
 def _check_json(field: str, value: object) -> None:

@@ -250,12 +250,16 @@ def add_cancel_command(subparsers: Subparsers) -> None:
 
 async def run_cancel(args: argparse.Namespace) -> int:
     """Produce the cancellation."""
-    from agentlog.client import AgentlogClient
+    from agentlog.client import AgentlogClient, RequestError
 
     settings = settings_with_prefix(args)
     base.configure_logging(settings.log_level)
     async with AgentlogClient(settings, source="cli") as client:
-        await client.cancel(args.workflow_id, args.reason)
+        try:
+            await client.cancel(args.workflow_id, args.reason)
+        except RequestError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return base.EXIT_USAGE
     print(f"cancel requested for {args.workflow_id}")
     return base.EXIT_OK
 
@@ -279,13 +283,17 @@ def add_signal_command(subparsers: Subparsers) -> None:
 
 async def run_signal(args: argparse.Namespace) -> int:
     """Produce the signal."""
-    from agentlog.client import AgentlogClient
+    from agentlog.client import AgentlogClient, RequestError
 
     settings = settings_with_prefix(args)
     base.configure_logging(settings.log_level)
     payload = _json_arg("--payload", args.payload) if args.payload is not None else None
     async with AgentlogClient(settings, source="cli") as client:
-        await client.signal(args.workflow_id, args.name, payload)
+        try:
+            await client.signal(args.workflow_id, args.name, payload)
+        except RequestError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return base.EXIT_USAGE
     print(f"signal {args.name} sent to {args.workflow_id}")
     return base.EXIT_OK
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+import asyncpg
 import orjson
 
 from agentlog.schemas.events import Envelope, Event
@@ -38,6 +40,42 @@ class Record:
     def event_id(self) -> str:
         """The event's id (the archive keeps one event per id)."""
         return self.event.envelope.event_id
+
+
+#: What PostgreSQL raises for text it cannot hold (U+0000 in ``text``, ``\u0000`` in ``jsonb``).
+UNSTORABLE = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
+
+
+def storable(record: Record) -> Record:
+    """``record`` with U+0000 replaced by U+FFFD in every string of its event.
+
+    PostgreSQL ``text`` cannot hold U+0000, and any client may produce an event
+    with one. The read models then show U+FFFD where it was; the topic keeps
+    the event as it was produced.
+    """
+    return Record(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp_ms,
+        _without_nul(record.event),
+    )
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, Mapping):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_without_nul(v) for v in value)
+    if hasattr(value, "__dataclass_fields__"):
+        changed = {f.name: _without_nul(getattr(value, f.name)) for f in fields(value)}
+        return dataclasses.replace(value, **changed)
+    return value
 
 
 def _default(value: Any) -> Any:

@@ -29,7 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import TopicPartition
 
-from agentlog.errors import ConnectError
+from agentlog.errors import AgentlogError, ConnectError
 from agentlog.projections.config import DEFAULT_SCHEMA, check_schema
 from agentlog.projections.db import (
     TRANSIENT_ERRORS,
@@ -41,7 +41,7 @@ from agentlog.projections.db import (
 )
 from agentlog.projections.folds.archive import archive_tuples
 from agentlog.projections.migrate import migrate
-from agentlog.projections.records import Record
+from agentlog.projections.records import UNSTORABLE, Record, storable
 from agentlog.projections.store import (
     RETRY_ERRORS,
     BatchOutcome,
@@ -150,13 +150,15 @@ class ProjectorStats:
     started_at: float = field(default_factory=time.monotonic)
 
 
-class ProjectorError(ConnectError):
+class ProjectorError(AgentlogError):
     """The projector stopped on an error it cannot retry (see the cause)."""
 
     retriable = False
 
     def __init__(self, problem: str) -> None:
-        super().__init__("projector", "", problem)
+        super().__init__(
+            f"the projector stopped: {problem}; it resumes from the stored offsets when restarted"
+        )
 
 
 class Projector:
@@ -505,13 +507,27 @@ class Projector:
                     raise
 
         started = time.perf_counter()
-        outcome = await retry_transient(
-            attempt,
-            what="writing a batch",
-            stopping=lambda: self._stopping,
-            on_retry=self._retried,
-            errors=RETRY_ERRORS,
-        )
+        try:
+            outcome = await retry_transient(
+                attempt,
+                what="writing a batch",
+                stopping=lambda: self._stopping,
+                on_retry=self._retried,
+                errors=RETRY_ERRORS,
+            )
+        except UNSTORABLE as e:
+            # valid events with text PostgreSQL refuses (U+0000): store them with U+FFFD
+            # instead; the events on the topic stay as they are
+            logger.warning("projector: %s; writing the batch with U+0000 replaced", describe(e))
+            records = [storable(r) for r in records]
+            archive = archive_tuples(records)
+            outcome = await retry_transient(
+                attempt,
+                what="writing a batch",
+                stopping=lambda: self._stopping,
+                on_retry=self._retried,
+                errors=RETRY_ERRORS,
+            )
         stats = self.stats
         stats.last_batch_seconds = time.perf_counter() - started
         stats.batches += 1
