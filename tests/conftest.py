@@ -19,7 +19,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
 from tests.support.servers import BROKERS, ServerPool
 
@@ -116,6 +118,26 @@ def postgres_dsn(server_pool: ServerPool) -> str:
 def redis_url(server_pool: ServerPool) -> str:
     """URL of a Redis server shared by the session."""
     return server_pool.redis_url()
+
+
+@pytest.fixture
+async def pg(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool on the session's PostgreSQL (closed after the test)."""
+    pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=25)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def rd(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client on the session's server (closed after the test)."""
+    client = aioredis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 # -- unique names ---------------------------------------------------------------------

@@ -34,24 +34,6 @@ PUSH = fenced_script("return redis.call('RPUSH', KEYS[1], ARGV[1])", strict=True
 
 
 @pytest.fixture
-async def pg(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=4)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
-async def rd(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def sinks(pg: asyncpg.Pool) -> AsyncIterator[tuple[PostgresFence, str]]:
     """A strict PostgreSQL fence and an append-only effects table (no unique key)."""
     suffix = uuid.uuid4().hex[:12]

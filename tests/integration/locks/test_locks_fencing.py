@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import sys
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -19,24 +18,6 @@ from agentlog.agents.locks.fencing import PostgresFence, RedisFence, fenced_scri
 from agentlog.agents.locks.runner import LockManager
 from agentlog.settings import Settings
 from tests.integration.locks.locks_harness import ROOT, LocksTail
-
-
-@pytest.fixture
-async def pg(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=25)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
-async def rd(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def table_name(unique_name: str, what: str) -> str:
