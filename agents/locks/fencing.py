@@ -246,11 +246,18 @@ class RedisFence:
     Args:
         client: a ``redis.asyncio.Redis``.
         prefix: the fence keys' prefix.
+        strict: refuse a second write with the same token, in every write of this
+            fence (default: allow it, a lease may write many times). Use it where
+            one token must write once, e.g. a task redelivered after a crash
+            carries the token of the first attempt.
     """
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "agentlog:fence:") -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, prefix: str = "agentlog:fence:", strict: bool = False
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        self.strict = strict
         self._scripts: dict[str, Any] = {}
 
     def key(self, resource: str) -> str:
@@ -284,10 +291,14 @@ class RedisFence:
     ) -> FenceResult[Any]:
         """Run a fenced script: the token check and ``script``'s write, atomically.
 
+        A strict fence runs every script strictly; a strict script is strict anyway.
+
         Raises:
             FenceError: Redis failed or the script is broken; nothing was written
                 unless the script itself wrote before failing.
         """
+        if self.strict and not script.strict:
+            script = FencedScript(script.body, strict=True)
         lua = script.lua
         registered = self._scripts.get(lua)
         if registered is None:

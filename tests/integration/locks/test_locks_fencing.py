@@ -124,6 +124,22 @@ async def test_redis_fence_applies_current_tokens_and_refuses_older_ones(
     assert await fence.current("other") is None
 
 
+async def test_a_strict_redis_fence_lets_each_token_write_once(
+    rd: aioredis.Redis, unique_name: str
+) -> None:
+    fence = RedisFence(rd, prefix=f"{unique_name}:fence:", strict=True)
+    key = f"{unique_name}:value"
+    assert (await fence.set("r", 1, key, "first")).applied
+    again = await fence.set("r", 1, key, "redelivered")
+    assert (again.applied, again.current) == (False, 1)
+    assert not (await fence.hset("r", 1, f"{unique_name}:h", {"a": 1})).applied
+    assert not (await fence.delete("r", 1, key)).applied
+    assert await rd.get(key) == b"first"
+    assert (await fence.set("r", 2, key, "next lease")).applied
+    loose = RedisFence(rd, prefix=f"{unique_name}:fence:")  # the default allows it
+    assert (await loose.set("r", 2, key, "same lease again")).applied
+
+
 @pytest.mark.timeout(120)
 async def test_a_holder_paused_past_its_lease_is_fenced_off_and_the_next_holders_write_stands(
     *,
