@@ -21,6 +21,7 @@ from agentlog.agents.orchestrator.cli import add_topic_prefix_option, settings_w
 from agentlog.errors import ConfigError
 
 if TYPE_CHECKING:
+    from agentlog.client import AgentlogClient
     from agentlog.schemas.events import JsonValue
     from agentlog.workflow import WorkflowRegistry, WorkflowSpec, WorkflowState
 
@@ -260,6 +261,7 @@ async def run_cancel(args: argparse.Namespace) -> int:
         except RequestError as e:
             print(f"error: {e}", file=sys.stderr)
             return base.EXIT_USAGE
+        await _warn_if_unknown(client, args.workflow_id, "the cancellation")
     print(f"cancel requested for {args.workflow_id}")
     return base.EXIT_OK
 
@@ -294,6 +296,7 @@ async def run_signal(args: argparse.Namespace) -> int:
         except RequestError as e:
             print(f"error: {e}", file=sys.stderr)
             return base.EXIT_USAGE
+        await _warn_if_unknown(client, args.workflow_id, "the signal")
     print(f"signal {args.name} sent to {args.workflow_id}")
     return base.EXIT_OK
 
@@ -349,7 +352,25 @@ def _input(args: argparse.Namespace, spec: WorkflowSpec | None) -> JsonValue:
     if spec is not None:
         return spec.example_input
     known = _registry(args).find(args.definition, args.version)
-    return known.example_input if known is not None else {}
+    if known is None:
+        print(
+            f"warning: definition {args.definition!r} is not one this command knows (the demos"
+            " and --definitions): submitting it with input {}; an orchestrator that does not"
+            " know it either rejects it (see `agentlog status ID`, or use --wait)",
+            file=sys.stderr,
+        )
+        return {}
+    return known.example_input
+
+
+async def _warn_if_unknown(client: AgentlogClient, workflow_id: str, what: str) -> None:
+    """A warning on stderr when no orchestrator has journaled ``workflow_id`` (yet)."""
+    if await client.status(workflow_id) is None:
+        print(
+            f"warning: workflow {workflow_id} has no journal (never started, or not yet):"
+            f" {what} was sent, and the orchestrator ignores it unless the workflow starts",
+            file=sys.stderr,
+        )
 
 
 def _json_arg(flag: str, text: str) -> JsonValue:

@@ -131,6 +131,17 @@ async def test_the_client_commands_print_json(
         assert await args.run(args) == 1
         assert "no decision" in capsys.readouterr().err
 
+        # sent, but the orchestrator will ignore them: said on stderr
+        args = parse(settings, "signal", "no-such-workflow", "approve")
+        assert await args.run(args) == 0
+        assert "no-such-workflow has no journal" in capsys.readouterr().err
+        args = parse(settings, "cancel", workflow_id)  # ended, but known: no warning
+        assert await args.run(args) == 0
+        assert "warning" not in capsys.readouterr().err
+        args = parse(settings, "submit", "no-such-definition")
+        assert await args.run(args) == 0
+        assert "is not one this command knows" in capsys.readouterr().err
+
     args = argparse.ArgumentParser()
     commands = args.add_subparsers()
     for register in CLIENT_COMMANDS:
