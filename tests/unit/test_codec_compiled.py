@@ -31,7 +31,7 @@ from agentlog.schemas.events import EVENT_TYPES, Event
 from agentlog.streams import codec as codec_module
 from agentlog.streams.codec import HEADER_SIZE, MAGIC, PURE_PYTHON_ENV, AvroCodec
 from tests.support.samples import all_sample_events, sample_event
-from tests.unit.test_codec import _ANY_JSON, EVENTS
+from tests.unit.test_codec import _ANY_JSON, EVENTS, mutated
 
 PURE_REQUESTED = os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0")
 BUILT = codec_module._avro_fast is not None
@@ -309,17 +309,7 @@ def test_random_bodies_decode_alike(name: str, body: bytes) -> None:
 @settings(max_examples=800, deadline=None)
 @given(st.sampled_from(SAMPLES), st.data())
 def test_mutated_events_decode_alike(event: Event, data: st.DataObject) -> None:
-    raw = bytearray(PURE.encode(event))
-    for _ in range(data.draw(st.integers(1, 4))):
-        at = data.draw(st.integers(HEADER_SIZE, len(raw)))
-        op = data.draw(st.sampled_from(["flip", "insert", "delete", "set"]))
-        if op == "insert":
-            raw[at:at] = data.draw(st.binary(min_size=1, max_size=4))
-        elif at < len(raw) and op == "delete":
-            del raw[at : at + data.draw(st.integers(1, 4))]
-        elif at < len(raw):
-            raw[at] = raw[at] ^ 0xFF if op == "flip" else data.draw(st.integers(0, 255))
-    _check_bytes(bytes(raw))
+    _check_bytes(mutated(PURE.encode(event), data))
 
 
 #: Events whose last field is of each kind, and a value of it with a known encoding size.
