@@ -361,6 +361,14 @@ cdef struct Buf:
     bint heap
 
 
+cdef inline void _buf_on(Buf* b, char* stack, Py_ssize_t capacity) noexcept:
+    # an empty buffer writing into ``stack`` until it needs more (then the heap: free it)
+    b.data = stack
+    b.size = 0
+    b.capacity = capacity
+    b.heap = False
+
+
 cdef int _grow(Buf* b, Py_ssize_t extra) except -1:
     cdef Py_ssize_t capacity = b.capacity * 2
     cdef char* data
@@ -714,10 +722,7 @@ cdef int _put_json(Buf* b, object v) except -1:
     b.size += 10  # room for the longest length; moved up once the text is written
     if _json_put(b, v, 0):
         n = b.size - start - 10
-        lb.data = length
-        lb.size = 0
-        lb.capacity = 10
-        lb.heap = False
+        _buf_on(&lb, length, 10)
         _put_long(&lb, n)
         memmove(b.data + start + lb.size, b.data + start + 10, n)
         memcpy(b.data + start, length, lb.size)
@@ -1058,10 +1063,7 @@ def json_dumps(value):
     """``dumps_json(value)``, written here where it can be (for tests)."""
     cdef char stack[256]
     cdef Buf b
-    b.data = stack
-    b.size = 0
-    b.capacity = sizeof(stack)
-    b.heap = False
+    _buf_on(&b, stack, sizeof(stack))
     try:
         if _json_put(&b, value, 0):
             return PyUnicode_DecodeUTF8(b.data, b.size, NULL)
@@ -1208,10 +1210,7 @@ def encode(Record record, bytes header, object value):
 cdef bytes _encode_value(Record record, bytes header, object value):
     cdef char stack[512]
     cdef Buf b
-    b.data = stack
-    b.size = 0
-    b.capacity = sizeof(stack)
-    b.heap = False
+    _buf_on(&b, stack, sizeof(stack))
     try:
         _put_raw(&b, PyBytes_AS_STRING(header), PyBytes_GET_SIZE(header))
         _encode_record(&b, record, value, 0)
