@@ -43,16 +43,16 @@ def add_definitions_command(subparsers: Subparsers) -> None:
         ),
         examples="  agentlog definitions\n  agentlog definitions --json --definitions flows.json",
     )
-    _add_registry_options(parser)
+    add_registry_options(parser)
     _add_json_option(parser)
     parser.set_defaults(run=run_definitions)
 
 
 def run_definitions(args: argparse.Namespace) -> int:
     """Print the registry."""
-    registry = _registry(args)
+    registry = registry_of(args)
     if args.json:
-        _print_json([_definition_json(spec) for spec in registry])
+        print_json([_definition_json(spec) for spec in registry])
         return base.EXIT_OK
     for spec in registry:
         agents = ", ".join(sorted({s.agent or f"signal:{s.signal}" for s in spec.steps}))
@@ -99,7 +99,7 @@ def add_submit_command(subparsers: Subparsers) -> None:
     )
     base.add_connection_options(parser)
     add_topic_prefix_option(parser)
-    _add_registry_options(parser)
+    add_registry_options(parser)
     _add_json_option(parser)
     parser.set_defaults(run=run_submit)
 
@@ -131,7 +131,7 @@ async def run_submit(args: argparse.Namespace) -> int:
             return base.EXIT_USAGE
         if args.wait is None:
             if args.json:
-                _print_json({"workflow_id": workflow_id})
+                print_json({"workflow_id": workflow_id})
             else:
                 print(workflow_id)
             return base.EXIT_OK
@@ -318,7 +318,8 @@ def _add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _add_registry_options(parser: argparse.ArgumentParser) -> None:
+def add_registry_options(parser: argparse.ArgumentParser) -> None:
+    """``--definitions SOURCE`` (repeatable) and ``--no-demos``."""
     parser.add_argument(
         "--definitions",
         action="append",
@@ -329,7 +330,8 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-demos", action="store_true", help="leave out the five demos")
 
 
-def _registry(args: argparse.Namespace) -> WorkflowRegistry:
+def registry_of(args: argparse.Namespace) -> WorkflowRegistry:
+    """The definitions named by :func:`add_registry_options`'s flags."""
     from agentlog.agents.orchestrator.definitions import build_registry
 
     return build_registry(args.definitions, demos=not args.no_demos)
@@ -351,7 +353,7 @@ def _input(args: argparse.Namespace, spec: WorkflowSpec | None) -> JsonValue:
         return _json_arg("--input", args.input)
     if spec is not None:
         return spec.example_input
-    known = _registry(args).find(args.definition, args.version)
+    known = registry_of(args).find(args.definition, args.version)
     if known is None:
         print(
             f"warning: definition {args.definition!r} is not one this command knows (the demos"
@@ -398,7 +400,8 @@ def _labels(items: list[str]) -> dict[str, str]:
     return labels
 
 
-def _print_json(value: Any) -> None:
+def print_json(value: Any) -> None:
+    """``value`` as indented JSON on stdout."""
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
@@ -406,7 +409,7 @@ def _print_state(state: WorkflowState, *, as_json: bool) -> None:
     from agentlog.client import state_to_json
 
     if as_json:
-        _print_json(state_to_json(state))
+        print_json(state_to_json(state))
         return
     print(f"{state.workflow_id}  {state.status.value}  {state.definition} v{state.version}")
     if state.error is not None:

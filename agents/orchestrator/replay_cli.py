@@ -1,8 +1,9 @@
 """``agentlog history`` (timeline, export, import) and ``agentlog verify`` (replay histories).
 
 Register :data:`REPLAY_COMMANDS` in :func:`agentlog.cli.registered_commands`.
-This module imports only :mod:`agentlog.cli` and the standard library at the
-top; handlers import the rest, which keeps ``agentlog --help`` fast.
+This module imports only :mod:`agentlog.cli`, :mod:`agentlog.client_cli` (whose
+registry and JSON helpers it shares) and the standard library at the top;
+handlers import the rest, which keeps ``agentlog --help`` fast.
 
 Exit codes of ``verify``: 0 every history makes the same decisions, 1 one
 differs, 2 a history (or a flag) could not be used: unreadable file, unknown
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import agentlog.cli as base
+from agentlog.client_cli import add_registry_options, print_json, registry_of
 from agentlog.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -68,17 +70,15 @@ def add_verify_command(subparsers: Subparsers) -> None:
     parser.add_argument(
         "paths", nargs="+", type=Path, metavar="PATH", help="history files or directories"
     )
-    _add_registry_options(parser)
+    add_registry_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(run=run_verify)
 
 
 def run_verify(args: argparse.Namespace) -> int:
     """Verify every history; print a line per history and the first divergence of each."""
-    from agentlog.agents.orchestrator.definitions import build_registry
-
     base.configure_logging("WARNING")
-    registry = build_registry(args.definitions, demos=not args.no_demos)
+    registry = registry_of(args)
     results = [_verify_one(path, registry) for path in _expand(args.paths)]
     counts = {
         status: sum(1 for r in results if r["status"] == status)
@@ -88,7 +88,7 @@ def run_verify(args: argparse.Namespace) -> int:
         if result["status"] == "error":
             print(f"error: {result['error']}", file=sys.stderr)
     if args.json:
-        _print_json({"ok": counts["ok"] == len(results), "counts": counts, "histories": results})
+        print_json({"ok": counts["ok"] == len(results), "counts": counts, "histories": results})
     else:
         for result in results:
             _print_result(result)
@@ -240,7 +240,7 @@ async def run_history(args: argparse.Namespace) -> int:
     elif args.json:
         from .history import history_to_json
 
-        _print_json(history_to_json(history))
+        print_json(history_to_json(history))
     else:
         _print_timeline(history)
     return base.EXIT_OK
@@ -266,7 +266,7 @@ def _print_exported(history: History, path: Path, *, as_json: bool) -> None:
         "decisions": len(history.journal),
     }
     if as_json:
-        _print_json(summary)
+        print_json(summary)
         return
     print(
         f"exported workflow {history.workflow_id} "
@@ -320,24 +320,6 @@ def _event_line(event: JournalEvent) -> str:
         output = json.dumps(getattr(event, "output", None), ensure_ascii=False)
         parts.append(f"output={output[:120]}")
     return "  ".join(parts)
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-
-def _add_registry_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--definitions",
-        action="append",
-        default=[],
-        metavar="SOURCE",
-        help="more definitions: a JSON file of specs or module:attr (repeatable)",
-    )
-    parser.add_argument("--no-demos", action="store_true", help="leave out the five demos")
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 #: Every replay command, for :func:`agentlog.cli.registered_commands`.
