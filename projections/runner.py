@@ -506,28 +506,25 @@ class Projector:
                     conn.terminate()  # never hand a half-broken connection back to the pool
                     raise
 
-        started = time.perf_counter()
-        try:
-            outcome = await retry_transient(
+        def write() -> Awaitable[BatchOutcome]:
+            return retry_transient(
                 attempt,
                 what="writing a batch",
                 stopping=lambda: self._stopping,
                 on_retry=self._retried,
                 errors=RETRY_ERRORS,
             )
+
+        started = time.perf_counter()
+        try:
+            outcome = await write()
         except UNSTORABLE as e:
             # valid events with text PostgreSQL refuses (U+0000): store them with U+FFFD
             # instead; the events on the topic stay as they are
             logger.warning("projector: %s; writing the batch with U+0000 replaced", describe(e))
             records = [storable(r) for r in records]
             archive = archive_tuples(records)
-            outcome = await retry_transient(
-                attempt,
-                what="writing a batch",
-                stopping=lambda: self._stopping,
-                on_retry=self._retried,
-                errors=RETRY_ERRORS,
-            )
+            outcome = await write()
         stats = self.stats
         stats.last_batch_seconds = time.perf_counter() - started
         stats.batches += 1
