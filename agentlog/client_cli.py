@@ -9,6 +9,7 @@ Bad arguments exit 2 with ``error: …`` and produce nothing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import sys
@@ -365,9 +366,22 @@ def _input(args: argparse.Namespace, spec: WorkflowSpec | None) -> JsonValue:
     return known.example_input
 
 
+#: Seconds ``signal`` / ``cancel`` spend looking for the workflow's journal at most.
+_UNKNOWN_CHECK_S = 2.0
+
+
 async def _warn_if_unknown(client: AgentlogClient, workflow_id: str, what: str) -> None:
-    """A warning on stderr when no orchestrator has journaled ``workflow_id`` (yet)."""
-    if await client.status(workflow_id) is None:
+    """A warning on stderr when no orchestrator has journaled ``workflow_id`` (yet).
+
+    Finding out reads the workflow's journal partition; on a long one the check
+    gives up after :data:`_UNKNOWN_CHECK_S` rather than delay the command.
+    """
+    try:
+        async with asyncio.timeout(_UNKNOWN_CHECK_S):
+            state = await client.status(workflow_id)
+    except TimeoutError:
+        return
+    if state is None:
         print(
             f"warning: workflow {workflow_id} has no journal (never started, or not yet):"
             f" {what} was sent, and the orchestrator ignores it unless the workflow starts",
