@@ -8,13 +8,11 @@ No Kafka here: :func:`run_task` takes a handler and a context and returns an
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from agentlog.agents.runtime.context import TaskContext
 from agentlog.agents.runtime.definition import Handler
@@ -33,6 +31,7 @@ from agentlog.schemas.events import (
     new_envelope,
 )
 from agentlog.schemas.slots import install_slot_init
+from agentlog.streams.codec import dumps_json
 
 Clock = Callable[[], datetime]
 
@@ -107,44 +106,6 @@ async def _within(handler: Handler, ctx: TaskContext, seconds: float) -> JsonVal
         flag.cancel()
 
 
-def _make_json_text() -> Callable[[Any], str]:
-    """``json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True)``, cheaper.
-
-    ``json.dumps`` with options builds a new encoder per call, most of its time
-    on small outputs; this builds the C encoder once. Non-ASCII characters are
-    kept, as the codec keeps them (it then writes the text as UTF-8). Without
-    the circular reference check (its markers would be shared): a cyclic value
-    ends in a RecursionError, which fails the output as well. Falls back to
-    ``json.dumps`` without the C accelerator or with another signature.
-    """
-    encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True)
-    make: Any = getattr(json.encoder, "c_make_encoder", None)
-    try:
-        chunks = make(
-            None,
-            encoder.default,
-            json.encoder.encode_basestring,
-            encoder.indent,
-            encoder.key_separator,
-            encoder.item_separator,
-            encoder.sort_keys,
-            encoder.skipkeys,
-            encoder.allow_nan,
-        )
-        join = "".join
-
-        def text(value: Any) -> str:
-            return join(chunks(value, 0))
-
-        probe = {"b": [1, 2.5, None, True, "é\n"], "a": {}}
-        if text(probe) == encoder.encode(probe):
-            return text
-    except TypeError:  # no accelerator (None), or another signature
-        pass
-    return encoder.encode
-
-
-_json_text = _make_json_text()
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -154,7 +115,7 @@ def _check_output(output: JsonValue) -> Failure | None:
         return None  # JSON and UTF-8 hold every value of these
     try:
         # what the codec writes must be JSON, and UTF-8 (which has no surrogates)
-        text = output if isinstance(output, str) else _json_text(output)
+        text = output if isinstance(output, str) else dumps_json(output)
         if not text.isascii():
             text.encode()
     except UnicodeEncodeError:
