@@ -17,8 +17,8 @@ holder paused past its lease must not release or extend its successor's lease).
 command a ``LockRenewRequested`` (:func:`release_event`, :func:`renew_event`);
 their type alone says they are commands.
 
-**Deprecated interim encoding**, still accepted from older clients (and still
-sent by the orchestrator for steps' locks): a ``LockReleased`` /
+**Deprecated interim encoding**, still accepted from older clients and older
+orchestrators: a ``LockReleased`` /
 ``LockRenewed`` whose ``envelope.source`` is *not* ``"lock-manager"``; such a
 renew request's ``lease_expires_at`` encodes the asked duration as
 ``occurred_at + ttl_ms``. Because the locks topic is kept forever, old
