@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TypeAlias, get_args
@@ -671,8 +671,30 @@ JOURNAL_EVENT_TYPES: tuple[type[Event], ...] = tuple(
 )
 
 
+def _py_utc_now() -> datetime:
+    """The current time as an aware UTC datetime (``datetime.now(UTC)``)."""
+    return datetime.now(UTC)
+
+
+def _py_fill_envelope(envelope: Envelope, values: tuple[object, ...]) -> None:
+    for setter, value in zip(_ENVELOPE_SETTERS, values, strict=True):
+        setter(envelope, value)
+
+
 #: Slot setters of Envelope's fields, in field order (for :func:`new_envelope`).
 _ENVELOPE_SETTERS = tuple(Envelope.__dict__[f.name].__set__ for f in fields(Envelope))
+
+#: The current time as an aware UTC datetime: every new envelope's ``occurred_at``
+#: and the runners' default clock.
+utc_now: Callable[[], datetime]
+_fill_envelope: Callable[[Envelope, tuple[object, ...]], None]
+try:  # schemas/_slots.pyx: the clock and the envelope's slots in C
+    from agentlog.schemas import _slots
+except ImportError:  # built without a C compiler
+    utc_now, _fill_envelope = _py_utc_now, _py_fill_envelope
+else:
+    utc_now = _slots.utc_now
+    _fill_envelope = _slots.SlotFiller(Envelope, tuple(f.name for f in fields(Envelope))).fill
 
 
 def derive_event_id(parent_event_id: str, index: int) -> str:
@@ -755,7 +777,7 @@ def new_envelope(
             f"unknown event type {type_name!r}; use one of {', '.join(sorted(EVENT_TYPES))}"
         )
     if occurred_at is None:
-        occurred_at = datetime.now(UTC)
+        occurred_at = utc_now()
     elif occurred_at.tzinfo is not UTC:
         if occurred_at.tzinfo is None:
             raise SchemaError(
@@ -764,18 +786,22 @@ def new_envelope(
             )
         occurred_at = occurred_at.astimezone(UTC)
     event_id = event_id or random_event_id()
-    # the slots filled directly: a frozen dataclass __init__ costs a setattr call per field,
-    # and every event gets an envelope (Envelope has no __post_init__)
+    # the slots filled directly, in field order, without keyword parsing: every event
+    # gets an envelope (Envelope has no __post_init__)
     envelope: Envelope = object.__new__(Envelope)
-    s_id, s_type, s_at, s_key, s_cause, s_corr, s_trace, s_source = _ENVELOPE_SETTERS
-    s_id(envelope, event_id)
-    s_type(envelope, type_name)
-    s_at(envelope, occurred_at)
-    s_key(envelope, key)
-    s_cause(envelope, causation_id)
-    s_corr(envelope, correlation_id or event_id)
-    s_trace(envelope, traceparent)
-    s_source(envelope, source)
+    _fill_envelope(
+        envelope,
+        (
+            event_id,
+            type_name,
+            occurred_at,
+            key,
+            causation_id,
+            correlation_id or event_id,
+            traceparent,
+            source,
+        ),
+    )
     return envelope
 
 

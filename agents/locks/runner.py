@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
 
@@ -29,7 +29,7 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 
 from agentlog.agents.orchestrator.routing import partition_for
 from agentlog.errors import AgentlogError
-from agentlog.schemas.events import LockGranted
+from agentlog.schemas.events import LockGranted, utc_now
 from agentlog.settings import Settings
 from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.streams.deadletter import DeadLetterWriter
@@ -46,11 +46,6 @@ from .state import LockState
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-
-def utc_now() -> datetime:
-    """The default clock: aware UTC now."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

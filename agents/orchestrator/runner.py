@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ from agentlog.schemas.events import (
     LockRequested,
     TaskCancelled,
     TaskRequested,
+    utc_now,
 )
 from agentlog.settings import Settings
 from agentlog.streams.consumer import Delivered, EventConsumer
@@ -62,11 +63,6 @@ from .routing import co_owned
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-
-def utc_now() -> datetime:
-    """The default clock: aware UTC now."""
-    return datetime.now(UTC)
 
 
 class OrchestratorError(AgentlogError):

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from agentlog.agents.runtime.context import TaskContext
 from agentlog.agents.runtime.definition import Handler
@@ -29,16 +29,12 @@ from agentlog.schemas.events import (
     TaskRequested,
     TaskUsage,
     new_envelope,
+    utc_now,
 )
 from agentlog.schemas.slots import install_slot_init
 from agentlog.streams.codec import dumps_json
 
 Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The wall clock, aware UTC (deadlines are wall-clock times)."""
-    return datetime.now(UTC)
 
 
 @install_slot_init
