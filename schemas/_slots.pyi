@@ -1,5 +1,8 @@
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+
+MISSING: object
 
 class SlotFiller:
     cls: type
@@ -7,5 +10,13 @@ class SlotFiller:
     def __init__(self, cls: type, names: tuple[str, ...]) -> None: ...
     def fill(self, obj: object, values: tuple[Any, ...]) -> None: ...
 
+def install_init(
+    cls: type,
+    names: tuple[str, ...],
+    positional: tuple[int, ...],
+    defaults: tuple[object, ...],
+    factories: tuple[Callable[[], object] | None, ...],
+    python_init: Callable[..., None],
+) -> None: ...
 def utc_now() -> datetime: ...
 def utc_from_unix(seconds: int, microseconds: int) -> datetime: ...

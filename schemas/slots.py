@@ -15,20 +15,24 @@ and ``cls(**kwargs)`` go through the new ``__init__``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-try:  # schemas/_slots.pyx: the slots filled in one C call (~4x cheaper per event)
-    from agentlog.schemas._slots import SlotFiller
-except ImportError:  # built without a C compiler: descriptor calls
-    SlotFiller = None  # type: ignore[assignment,misc]
+try:  # schemas/_slots.pyx: arguments bound and slots filled in C
+    from agentlog.schemas import _slots
+except ImportError:  # built without a C compiler: the generated Python __init__ alone
+    _slots = None  # type: ignore[assignment]
 
 
 def install_slot_init(cls: type[T], *, compiled: bool = True) -> type[T]:
     """Give ``cls`` an ``__init__`` that fills its slots directly; returns ``cls``.
 
-    ``compiled=False`` uses the descriptor calls even when the extension is built
+    With the extension built, ``cls(...)`` also binds its arguments in C
+    (``_slots.install_init``) and leaves every unusual call (a missing, unknown or
+    repeated argument) to the generated Python ``__init__``, which stays
+    ``cls.__init__``. ``compiled=False`` uses neither, only the descriptor calls
     (the tests compare the two).
 
     Raises:
@@ -40,14 +44,37 @@ def install_slot_init(cls: type[T], *, compiled: bool = True) -> type[T]:
     if hasattr(cls, "__post_init__"):
         raise TypeError(f"{cls.__name__} defines __post_init__, which a slot __init__ would skip")
     fields = dataclasses.fields(cls)
+    if bad := [f.name for f in fields if not f.init]:
+        raise TypeError(f"{cls.__name__}.{bad[0]} has init=False")
+    names = [f.name for f in fields]
+    use_c = compiled and _slots is not None and bool(names)
+    init = _python_init(cls, fields, _slots.SlotFiller(cls, tuple(names)) if use_c else None)
+    cls.__init__ = init  # type: ignore[method-assign]
+    if use_c:  # cls(...) binds in C; anything unusual goes to ``init``
+        missing = _slots.MISSING
+        _slots.install_init(
+            cls,
+            tuple(names),
+            tuple(i for i, f in enumerate(fields) if not f.kw_only),
+            tuple(missing if f.default is dataclasses.MISSING else f.default for f in fields),
+            tuple(
+                None if f.default_factory is dataclasses.MISSING else f.default_factory
+                for f in fields
+            ),
+            init,
+        )
+    return cls
+
+
+def _python_init(
+    cls: type, fields: tuple[dataclasses.Field[Any], ...], filler: Any | None
+) -> Callable[..., None]:
+    """The generated ``__init__``: one ``filler.fill`` call, or else a descriptor call per field."""
     namespace: dict[str, Any] = {"_MISSING": dataclasses.MISSING}
     positional: list[str] = []
     keyword: list[str] = []
     body: list[str] = []
-    names: list[str] = []
     for f in fields:
-        if not f.init:
-            raise TypeError(f"{cls.__name__}.{f.name} has init=False")
         name = f.name
         namespace[f"_set_{name}"] = cls.__dict__[name].__set__
         if f.default is not dataclasses.MISSING:
@@ -60,18 +87,16 @@ def install_slot_init(cls: type[T], *, compiled: bool = True) -> type[T]:
         else:
             param = name
         (keyword if f.kw_only else positional).append(param)
-        names.append(name)
-    if compiled and SlotFiller is not None and names:
-        namespace["_fill"] = SlotFiller(cls, tuple(names)).fill
-        body.append(f"    _fill(self, ({', '.join(names)},))")
+    if filler is not None:
+        namespace["_fill"] = filler.fill
+        body.append(f"    _fill(self, ({', '.join(f.name for f in fields)},))")
     else:
-        body.extend(f"    _set_{name}(self, {name})" for name in names)
+        body.extend(f"    _set_{f.name}(self, {f.name})" for f in fields)
     params = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
     source = "\n".join([f"def __init__({params}):", *(body or ["    pass"])])
     exec(source, namespace)  # noqa: S102 - generated from the dataclass's own field names
-    init = namespace["__init__"]
+    init: Callable[..., None] = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     init.__doc__ = f"Build a {cls.__name__}, filling its slots directly."
-    cls.__init__ = init  # type: ignore[method-assign]
-    return cls
+    return init

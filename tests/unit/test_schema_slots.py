@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import uuid
 import weakref
 from dataclasses import dataclass, field
@@ -69,18 +70,40 @@ def test_positional_and_keyword_only_fields_keep_their_places(compiled: bool) ->
 
 def test_the_compiled_slot_filler_is_active() -> None:
     """CI builds the extension; without it every event costs about 1.5 us more."""
-    assert slots.SlotFiller is not None, "schemas/_slots.pyx is not built"
+    assert slots._slots is not None, "schemas/_slots.pyx is not built"
     for cls in (*ev.EVENT_TYPES.values(), *ev.NESTED_RECORD_TYPES.values()):
         assert "_fill" in cls.__init__.__globals__, cls.__name__
 
 
-@pytest.mark.skipif(slots.SlotFiller is None, reason="schemas/_slots.pyx is not built")
+@COMPILED
+def test_unusual_calls_raise_what_the_python_init_raises(compiled: bool) -> None:
+    """The compiled __init__ leaves them to the Python one: same errors, same results."""
+    mixed = install_slot_init(_mixed(), compiled=compiled)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'x'"):
+        mixed()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'w'"):
+        mixed(1, w=2)
+    with pytest.raises(TypeError, match="multiple values for argument 'x'"):
+        mixed(1, x=2)
+    with pytest.raises(TypeError, match="takes from 2 to 3 positional arguments but 4"):
+        mixed(1, 2, 3)
+    assert mixed(x=1, z=9) == mixed(1, z=9)
+    assert mixed.__init__.__name__ == "__init__"  # still the Python function: signatures
+    assert str(inspect.signature(mixed)) == "(x, y=2, *, z=3)"
+
+    class Sub(mixed):  # type: ignore[misc,valid-type]
+        __slots__ = ()
+
+    assert (Sub(4).x, Sub(4).y, Sub(4, 5, z=6).z) == (4, 2, 6)
+
+
+@pytest.mark.skipif(slots._slots is None, reason="schemas/_slots.pyx is not built")
 def test_the_slot_filler_refuses_what_it_cannot_fill_and_releases_what_it_replaces() -> None:
-    assert slots.SlotFiller is not None
+    assert slots._slots is not None
     sample = _sample()
     with pytest.raises(TypeError, match="nope is not a slot"):
-        slots.SlotFiller(sample, ("a", "nope"))
-    filler = slots.SlotFiller(sample, ("a", "b", "c"))
+        slots._slots.SlotFiller(sample, ("a", "nope"))
+    filler = slots._slots.SlotFiller(sample, ("a", "b", "c"))
     with pytest.raises(TypeError, match="needs a Sample instance, not int"):
         filler.fill(1, (1, "b", {}))
     target = object.__new__(sample)
@@ -100,7 +123,7 @@ def test_the_slot_filler_refuses_what_it_cannot_fill_and_releases_what_it_replac
     assert (target.a, target.b, target.c) == (2, "c", {})
 
 
-@pytest.mark.skipif(slots.SlotFiller is None, reason="schemas/_slots.pyx is not built")
+@pytest.mark.skipif(slots._slots is None, reason="schemas/_slots.pyx is not built")
 @given(st.integers(min_value=-62_135_596_800, max_value=253_402_300_799), st.integers(0, 999_999))
 @example(-1, 999_999)  # 1969-12-31 23:59:59.999999
 @example(951_782_400, 0)  # 2000-02-29
