@@ -428,7 +428,12 @@ async def start_services(
     await running.enter_async_context(Orchestrator(settings, registry))
     await running.enter_async_context(LockManager(settings))
     await running.enter_async_context(
-        Projector(settings, ProjectorConfig(schema=settings.projection_schema))
+        Projector(
+            settings,
+            ProjectorConfig(
+                schema=settings.projection_schema, gc_threshold=settings.gc_threshold or None
+            ),
+        )
     )
     notes = [
         f"orchestrator  running {len(registry.names())} demo definitions",

@@ -51,6 +51,10 @@ class Settings:
     replication_factor: int = 1
     fetch_max_wait_ms: int = 5
     linger_ms: int = 0
+    #: Generation-0 threshold of Python's garbage collector in agentlog's service
+    #: processes (orchestrator, lock manager, agent pools): raised to this at their
+    #: start, never lowered; 0 leaves Python's own (700). See agentlog.tuning.
+    gc_threshold: int = 100_000
     source: str = "agentlog"
     data_dir: Path = Path(".agentlog")
     log_level: str = "INFO"
@@ -127,6 +131,7 @@ class Settings:
         _check_range("AGENTLOG_REPLICATION_FACTOR", self.replication_factor, 1, 32)
         _check_range("AGENTLOG_FETCH_MAX_WAIT_MS", self.fetch_max_wait_ms, 0, 60_000)
         _check_range("AGENTLOG_LINGER_MS", self.linger_ms, 0, 60_000)
+        _check_range("AGENTLOG_GC_THRESHOLD", self.gc_threshold, 0, 10_000_000)
         check_schema_name(self.projection_schema)
         if self.api_port is not None:
             _check_range("AGENTLOG_API_PORT", self.api_port, 1, 65_535)
@@ -187,6 +192,7 @@ _FIELDS: dict[str, type] = {
     "replication_factor": int,
     "fetch_max_wait_ms": int,
     "linger_ms": int,
+    "gc_threshold": int,
     "source": str,
     "data_dir": Path,
     "log_level": str,

@@ -107,6 +107,7 @@ async def run_projector(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         partitions=args.partitions,
         alive_file=args.alive_file,
+        gc_threshold=settings.gc_threshold or None,
     )
     if args.workers > 1:
         return await _run_workers(settings, config, args.workers)

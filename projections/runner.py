@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -57,6 +56,7 @@ from agentlog.streams.consumer import EventConsumer
 from agentlog.streams.deadletter import DeadLetterWriter
 from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import CATALOGUE, admin_client
+from agentlog.tuning import raise_gc_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class Projector:
             return
         self._stopping = False
         if self.config.gc_threshold is not None:
-            _raise_gc_threshold(self.config.gc_threshold)
+            raise_gc_threshold(self.config.gc_threshold)
         try:
             await self._open_kafka()
             await self._open_database()
@@ -714,13 +714,6 @@ class Projector:
         if admin is not None:
             await _quietly("the admin client", admin.close())
         await _quietly("the PostgreSQL pool", close_pool(pool))
-
-
-def _raise_gc_threshold(threshold: int) -> None:
-    """Collect generation 0 after ``threshold`` allocations (unless it already waits longer)."""
-    first, second, third = gc.get_threshold()
-    if first < threshold:
-        gc.set_threshold(threshold, second, third)
 
 
 async def _quietly(what: str, closing: Awaitable[Any]) -> None:

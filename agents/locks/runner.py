@@ -35,6 +35,7 @@ from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.streams.deadletter import DeadLetterWriter
 from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import DEADLETTER, LOCKS, RESPONSES, ensure_topics
+from agentlog.tuning import raise_gc_threshold
 
 from .errors import LockManagerError
 from .inputs import BatchDecider, Outcome
@@ -132,6 +133,7 @@ class LockManager:
             return
         if self._done.is_set():
             raise RuntimeError("this lock manager was stopped; create a new one to run again")
+        raise_gc_threshold(self.settings.gc_threshold)
         async with contextlib.AsyncExitStack() as stack:
             await ensure_topics(self.settings, [LOCKS, RESPONSES, DEADLETTER])
             producer = await stack.enter_async_context(

@@ -41,6 +41,7 @@ from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.streams.deadletter import DeadLetterWriter
 from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import AGENTS, JOURNAL, LOCKS, REQUESTS, RESPONSES, ensure_topics
+from agentlog.tuning import raise_gc_threshold
 from agentlog.workflow import (
     TaskStatus,
     WorkflowRegistry,
@@ -179,6 +180,7 @@ class Orchestrator:
             return
         if self._done.is_set():
             raise RuntimeError("this orchestrator was stopped; create a new one to run again")
+        raise_gc_threshold(self.settings.gc_threshold)
         async with contextlib.AsyncExitStack() as stack:
             await ensure_topics(self.settings)
             producer = await stack.enter_async_context(

@@ -57,6 +57,7 @@ from agentlog.settings import Settings
 from agentlog.streams.deadletter import DeadLetterWriter
 from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import AGENTS, RESPONSES, tasks_topic
+from agentlog.tuning import raise_gc_threshold
 
 __all__ = ["AgentPool", "PoolStats"]
 
@@ -211,6 +212,7 @@ class AgentPool:
                 raise RuntimeError(
                     f"agent pool {self.agent_id} was stopped; create a new AgentPool"
                 )
+            raise_gc_threshold(self._settings.gc_threshold)
             await self._connect()
             self._spawn()
             self._state = "running"

@@ -33,6 +33,7 @@ def test_reads_every_typed_variable() -> None:
             "AGENTLOG_REPLICATION_FACTOR": "3",
             "AGENTLOG_FETCH_MAX_WAIT_MS": "50",
             "AGENTLOG_LINGER_MS": "2",
+            "AGENTLOG_GC_THRESHOLD": "5000",
             "AGENTLOG_SOURCE": "worker-1",
             "AGENTLOG_DATA_DIR": "/var/lib/agentlog",
             "AGENTLOG_LOG_LEVEL": "DEBUG",
@@ -98,6 +99,7 @@ def test_plaintext_client_options() -> None:
         ("AGENTLOG_REPLICATION_FACTOR", "33"),
         ("AGENTLOG_FETCH_MAX_WAIT_MS", "-1"),
         ("AGENTLOG_LINGER_MS", "60001"),
+        ("AGENTLOG_GC_THRESHOLD", "-5"),
         ("AGENTLOG_LOG_LEVEL", "LOUD"),
         ("AGENTLOG_KAFKA_SECURITY_PROTOCOL", "TLS"),
     ],
@@ -168,6 +170,7 @@ def test_every_known_variable_is_read() -> None:
         "AGENTLOG_REPLICATION_FACTOR": "2",
         "AGENTLOG_FETCH_MAX_WAIT_MS": "7",
         "AGENTLOG_LINGER_MS": "7",
+        "AGENTLOG_GC_THRESHOLD": "7",
         "AGENTLOG_LOG_LEVEL": "ERROR",
         "AGENTLOG_KAFKA_SECURITY_PROTOCOL": "SSL",
         "AGENTLOG_KAFKA_SASL_MECHANISM": "PLAIN",
@@ -204,3 +207,23 @@ def test_projection_and_api_variables() -> None:
     ):
         with pytest.raises(ConfigError, match=variable):
             Settings.from_env({variable: value})
+
+
+def test_the_gc_threshold_is_read_and_only_ever_raised() -> None:
+    import gc
+
+    from agentlog.tuning import raise_gc_threshold
+
+    assert Settings.from_env({"AGENTLOG_GC_THRESHOLD": "5000"}).gc_threshold == 5000
+    assert Settings.from_env({}).gc_threshold == 100_000
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, saved[1], saved[2])
+        raise_gc_threshold(0)
+        assert gc.get_threshold()[0] == 700  # 0: Python's own stays
+        raise_gc_threshold(50_000)
+        assert gc.get_threshold() == (50_000, saved[1], saved[2])
+        raise_gc_threshold(1_000)
+        assert gc.get_threshold()[0] == 50_000  # never lowered
+    finally:
+        gc.set_threshold(*saved)
