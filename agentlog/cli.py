@@ -424,7 +424,7 @@ async def start_services(
     from agentlog.projections.runner import Projector, ProjectorConfig
 
     settings = stack.settings_for_services()
-    registry = build_registry()
+    registry = build_registry(default_timeout_ms=settings.default_workflow_timeout_ms)
     await running.enter_async_context(Orchestrator(settings, registry))
     await running.enter_async_context(LockManager(settings))
     await running.enter_async_context(

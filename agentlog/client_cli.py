@@ -332,10 +332,19 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
 
 
 def registry_of(args: argparse.Namespace) -> WorkflowRegistry:
-    """The definitions named by :func:`add_registry_options`'s flags."""
-    from agentlog.agents.orchestrator.definitions import build_registry
+    """The definitions named by :func:`add_registry_options`'s flags.
 
-    return build_registry(args.definitions, demos=not args.no_demos)
+    With the orchestrator's default workflow deadline
+    (``AGENTLOG_DEFAULT_WORKFLOW_TIMEOUT_MS``): ``verify`` must decide as it does.
+    """
+    from agentlog.agents.orchestrator.definitions import build_registry
+    from agentlog.settings import Settings
+
+    return build_registry(
+        args.definitions,
+        demos=not args.no_demos,
+        default_timeout_ms=Settings.from_env().default_workflow_timeout_ms,
+    )
 
 
 def _read_spec(path: Path) -> WorkflowSpec:

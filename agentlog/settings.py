@@ -55,6 +55,9 @@ class Settings:
     #: processes (orchestrator, lock manager, agent pools): raised to this at their
     #: start, never lowered; 0 leaves Python's own (700). See agentlog.tuning.
     gc_threshold: int = 100_000
+    #: Workflow deadline (ms) of every workflow whose spec sets none; None: none.
+    #: Read by the orchestrator, and by ``agentlog verify``, which must decide alike.
+    default_workflow_timeout_ms: int | None = None
     source: str = "agentlog"
     data_dir: Path = Path(".agentlog")
     log_level: str = "INFO"
@@ -132,6 +135,13 @@ class Settings:
         _check_range("AGENTLOG_FETCH_MAX_WAIT_MS", self.fetch_max_wait_ms, 0, 60_000)
         _check_range("AGENTLOG_LINGER_MS", self.linger_ms, 0, 60_000)
         _check_range("AGENTLOG_GC_THRESHOLD", self.gc_threshold, 0, 10_000_000)
+        if self.default_workflow_timeout_ms is not None:
+            _check_range(
+                "AGENTLOG_DEFAULT_WORKFLOW_TIMEOUT_MS",
+                self.default_workflow_timeout_ms,
+                1,
+                10 * 365 * 86_400_000,
+            )
         check_schema_name(self.projection_schema)
         if self.api_port is not None:
             _check_range("AGENTLOG_API_PORT", self.api_port, 1, 65_535)
@@ -193,6 +203,7 @@ _FIELDS: dict[str, type] = {
     "fetch_max_wait_ms": int,
     "linger_ms": int,
     "gc_threshold": int,
+    "default_workflow_timeout_ms": int,
     "source": str,
     "data_dir": Path,
     "log_level": str,
@@ -202,7 +213,14 @@ _FIELDS: dict[str, type] = {
     "api_port": int,
 }
 #: Variables whose empty value means "not set".
-_EMPTY_IS_UNSET = ("kafka_bootstrap", "postgres_dsn", "redis_url", "api_token", "api_port")
+_EMPTY_IS_UNSET = (
+    "kafka_bootstrap",
+    "postgres_dsn",
+    "redis_url",
+    "api_token",
+    "api_port",
+    "default_workflow_timeout_ms",
+)
 _SECURITY_ENV: dict[str, str] = {
     "kafka_security_protocol": "protocol",
     "kafka_sasl_mechanism": "sasl_mechanism",

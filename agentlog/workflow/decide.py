@@ -235,6 +235,7 @@ def _resolve(
     spec, reason = _spec_of(request, registry)
     if spec is None:
         return None, reason
+    spec = registry.started(spec)
     problem = json_problem(request.input, "input")
     if problem:
         return None, f"invalid input: {problem}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 from agentlog.schemas.events import JsonValue
 from agentlog.workflow.errors import SpecError, SpecProblem, UnknownDefinitionError
@@ -16,12 +17,32 @@ class WorkflowRegistry:
     Build it once at startup and pass it to the orchestrator core; the core only
     reads it. A request that names no version gets the latest, and
     ``WorkflowStarted`` records the spec it got, so replays never need the registry.
+
+    Args:
+        specs: the definitions.
+        default_timeout_ms: the workflow deadline of every started workflow whose
+            spec (registered or sent inline) sets none; None: no deadline. The
+            recorded spec carries it, so it holds across restarts and replays.
+
+    Raises:
+        ValueError: ``default_timeout_ms`` is not positive.
     """
 
-    def __init__(self, specs: Iterable[WorkflowSpec] = ()) -> None:
+    def __init__(
+        self, specs: Iterable[WorkflowSpec] = (), *, default_timeout_ms: int | None = None
+    ) -> None:
+        if default_timeout_ms is not None and default_timeout_ms < 1:
+            raise ValueError(f"default_timeout_ms={default_timeout_ms}: at least 1 (or None)")
+        self.default_timeout_ms = default_timeout_ms
         self._specs: dict[str, dict[int, WorkflowSpec]] = {}
         for spec in specs:
             self.register(spec)
+
+    def started(self, spec: WorkflowSpec) -> WorkflowSpec:
+        """The spec a workflow starts with: ``spec``, with the default deadline if it has none."""
+        if spec.timeout_ms is not None or self.default_timeout_ms is None:
+            return spec
+        return replace(spec, timeout_ms=self.default_timeout_ms)
 
     def register(self, spec: WorkflowSpec) -> WorkflowSpec:
         """Add ``spec``; registering an equal spec again is a no-op.

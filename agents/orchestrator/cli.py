@@ -129,7 +129,11 @@ async def run_orchestrator(args: argparse.Namespace) -> int:
             "the threshold must be 0 or more and the cooldown more than 0 seconds",
             "Use e.g. --breaker-threshold 5 --breaker-cooldown 30.",
         )
-    registry = build_registry(args.definitions, demos=not args.no_demos)
+    registry = build_registry(
+        args.definitions,
+        demos=not args.no_demos,
+        default_timeout_ms=settings.default_workflow_timeout_ms,
+    )
     config = OrchestratorConfig(
         group_id=args.group,
         breaker_threshold=args.breaker_threshold,

@@ -20,13 +20,18 @@ from agentlog.workflow.demos import DEMOS
 _FLAG = "--definitions"
 
 
-def build_registry(sources: Sequence[str] = (), *, demos: bool = True) -> WorkflowRegistry:
+def build_registry(
+    sources: Sequence[str] = (), *, demos: bool = True, default_timeout_ms: int | None = None
+) -> WorkflowRegistry:
     """The demo definitions (unless ``demos`` is False) plus those of every source.
+
+    ``default_timeout_ms``: see :class:`WorkflowRegistry` (the setting
+    ``AGENTLOG_DEFAULT_WORKFLOW_TIMEOUT_MS``).
 
     Raises:
         ConfigError: a source cannot be read, or holds an invalid or conflicting spec.
     """
-    registry = WorkflowRegistry(DEMOS if demos else ())
+    registry = WorkflowRegistry(DEMOS if demos else (), default_timeout_ms=default_timeout_ms)
     for source in sources:
         for spec in load_definitions(source):
             try:

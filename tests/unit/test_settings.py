@@ -100,6 +100,7 @@ def test_plaintext_client_options() -> None:
         ("AGENTLOG_FETCH_MAX_WAIT_MS", "-1"),
         ("AGENTLOG_LINGER_MS", "60001"),
         ("AGENTLOG_GC_THRESHOLD", "-5"),
+        ("AGENTLOG_DEFAULT_WORKFLOW_TIMEOUT_MS", "0"),
         ("AGENTLOG_LOG_LEVEL", "LOUD"),
         ("AGENTLOG_KAFKA_SECURITY_PROTOCOL", "TLS"),
     ],
@@ -171,6 +172,7 @@ def test_every_known_variable_is_read() -> None:
         "AGENTLOG_FETCH_MAX_WAIT_MS": "7",
         "AGENTLOG_LINGER_MS": "7",
         "AGENTLOG_GC_THRESHOLD": "7",
+        "AGENTLOG_DEFAULT_WORKFLOW_TIMEOUT_MS": "86400000",
         "AGENTLOG_LOG_LEVEL": "ERROR",
         "AGENTLOG_KAFKA_SECURITY_PROTOCOL": "SSL",
         "AGENTLOG_KAFKA_SASL_MECHANISM": "PLAIN",
@@ -209,13 +211,24 @@ def test_projection_and_api_variables() -> None:
             Settings.from_env({variable: value})
 
 
-def test_the_gc_threshold_is_read_and_only_ever_raised() -> None:
+def test_tuning_settings_are_read_and_the_gc_threshold_only_ever_raised() -> None:
     import gc
 
     from agentlog.tuning import raise_gc_threshold
 
     assert Settings.from_env({"AGENTLOG_GC_THRESHOLD": "5000"}).gc_threshold == 5000
     assert Settings.from_env({}).gc_threshold == 100_000
+    assert Settings.from_env({}).default_workflow_timeout_ms is None
+    assert (
+        Settings.from_env({"AGENTLOG_DEFAULT_WORKFLOW_TIMEOUT_MS": ""}).default_workflow_timeout_ms
+        is None
+    )
+    assert (
+        Settings.from_env(
+            {"AGENTLOG_DEFAULT_WORKFLOW_TIMEOUT_MS": "60000"}
+        ).default_workflow_timeout_ms
+        == 60_000
+    )
     saved = gc.get_threshold()
     try:
         gc.set_threshold(700, saved[1], saved[2])

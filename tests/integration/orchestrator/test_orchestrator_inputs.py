@@ -29,7 +29,7 @@ from agentlog.schemas.events import (
 from agentlog.settings import Settings
 from agentlog.streams.codec import AvroCodec
 from agentlog.streams.producer import EventProducer
-from agentlog.workflow import WorkflowSpec, WorkflowStatus, handle, workflow
+from agentlog.workflow import WorkflowRegistry, WorkflowSpec, WorkflowStatus, handle, workflow
 from agentlog.workflow.demos import TRIAGE_CHAIN, demo_registry
 from tests.integration.orchestrator.conftest import DEMO_KINDS
 from tests.integration.orchestrator.harness import JournalTail, Responder
@@ -256,3 +256,21 @@ async def read_all(settings: Settings, name: str, want: int) -> list[Any]:
 def good_spec_with(agent: str) -> WorkflowSpec:
     """A valid one-step spec whose step runs on agent kind ``agent``."""
     return workflow("odd", version=1).step("only", agent=agent).build()
+
+
+@pytest.mark.timeout(90)
+async def test_the_default_deadline_ends_a_workflow_whose_step_no_agent_serves(
+    settings: Settings, tail: JournalTail
+) -> None:
+    """AGENTLOG_DEFAULT_WORKFLOW_TIMEOUT_MS: "every request ends" holds without spec deadlines."""
+    spec = workflow("unserved").step("wait", agent="nobody-serves-this").build()
+    registry = WorkflowRegistry([spec], default_timeout_ms=1_500)
+    async with Orchestrator(settings, registry) as orchestrator, AgentlogClient(settings) as client:
+        await orchestrator.wait_ready()
+        started = time.monotonic()
+        workflow_id = await client.submit("unserved", {})
+        states = await tail.terminal([workflow_id], seconds=30)
+    assert states[workflow_id].status is WorkflowStatus.FAILED
+    failed = next(e for e in tail.of(workflow_id) if isinstance(e, WorkflowFailed))
+    assert (failed.step, failed.error_kind) == (None, "timeout")
+    assert time.monotonic() - started >= 1.5  # not before its deadline

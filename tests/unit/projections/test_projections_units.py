@@ -212,19 +212,9 @@ def test_timestamptz_codec_gives_asyncpgs_values() -> None:
     assert decode_timestamptz((-(2**63),)) == datetime.min
 
 
-def test_the_projector_only_raises_the_gc_threshold() -> None:
-    import gc
-
-    from agentlog.projections.runner import ProjectorConfig, _raise_gc_threshold
+def test_the_projector_refuses_a_gc_threshold_below_one() -> None:
+    """raise_gc_threshold itself: tests/unit/test_settings.py."""
+    from agentlog.projections.runner import ProjectorConfig
 
     with pytest.raises(ValueError, match="gc_threshold"):
         ProjectorConfig(gc_threshold=0)
-    before = gc.get_threshold()
-    try:
-        gc.set_threshold(700, 10, 10)
-        _raise_gc_threshold(50_000)
-        assert gc.get_threshold() == (50_000, 10, 10)
-        _raise_gc_threshold(1_000)
-        assert gc.get_threshold() == (50_000, 10, 10)
-    finally:
-        gc.set_threshold(*before)

@@ -13,6 +13,7 @@ from agentlog.schemas.events import (
     WorkflowFailed,
     WorkflowRejected,
     WorkflowRequested,
+    WorkflowStarted,
 )
 from agentlog.workflow import (
     RetryPolicy,
@@ -204,6 +205,39 @@ def test_the_workflow_timeout_fails_the_workflow() -> None:
     assert isinstance(events[0], WorkflowFailed)
     assert (events[0].step, events[0].error_kind) == (None, "timeout")
     assert "timeout_ms=60000" in events[0].message
+
+
+def test_the_registry_default_deadline_bounds_a_workflow_whose_spec_sets_none() -> None:
+    """A step nobody serves still ends: AGENTLOG_DEFAULT_WORKFLOW_TIMEOUT_MS."""
+    spec = workflow("unbounded").step("call", agent="nobody-serves-this").build()
+    d = Driver(WorkflowRegistry([spec], default_timeout_ms=30_000))
+    started = d.request("unbounded")[0]
+    assert isinstance(started, WorkflowStarted)
+    assert started.spec["timeout_ms"] == 30_000  # recorded: restarts and replays keep it
+    timer = next_timer(d.state)
+    assert timer is not None
+    assert (timer.timer_id, timer.due_at) == ("workflow-timeout", T0 + timedelta(seconds=30))
+    events = d.fire()
+    assert summary(events) == ["WorkflowFailed"]
+    assert isinstance(events[0], WorkflowFailed)
+    assert (events[0].step, events[0].error_kind) == (None, "timeout")
+
+
+def test_a_spec_deadline_wins_over_the_registry_default_and_inline_specs_get_it_too() -> None:
+    own = workflow("bounded", timeout_ms=60_000).step("call", agent="k").build()
+    inline = workflow("inline").step("call", agent="k").build()
+    registry = WorkflowRegistry([own], default_timeout_ms=5_000)
+    started = Driver(registry).request("bounded")[0]
+    assert isinstance(started, WorkflowStarted)
+    assert started.spec["timeout_ms"] == 60_000
+    started = Driver(registry).request(spec=inline)[0]
+    assert isinstance(started, WorkflowStarted)
+    assert started.spec["timeout_ms"] == 5_000
+    started = Driver(WorkflowRegistry([own])).request(spec=inline)[0]
+    assert isinstance(started, WorkflowStarted)
+    assert started.spec["timeout_ms"] is None  # no default: no deadline
+    with pytest.raises(ValueError, match="default_timeout_ms=0"):
+        WorkflowRegistry(default_timeout_ms=0)
 
 
 def test_a_timer_fed_before_it_is_due_decides_nothing() -> None:
