@@ -22,9 +22,9 @@ round trip.
   submits; the client then reads nothing until the journal stops growing,
   so that it takes no CPU from the engine); completed steps per second from
   the first ``WorkflowStarted`` to the last ``WorkflowSucceeded``; and the
-  CPU time the orchestrator and the agent process each spent per step
-  meanwhile, beyond what each burns idle (the idle share of a core is
-  measured over 2 s before; Linux only).
+  CPU time the orchestrator, the agent process and (when it is embedded) the
+  broker each spent per step meanwhile, beyond what each burns idle (the
+  idle share of a core is measured over 2 s before; Linux only).
 
 Rounds (``--rounds``, default 3) each measure the raw baseline first, then
 the steps with fresh processes and topics (on a fresh embedded broker per
@@ -229,7 +229,11 @@ def _steps_per_s(events: list[Any], ids: set[str], steps: int) -> float:
 
 
 async def measure(
-    bootstrap: str, args: argparse.Namespace, logs: Path, round_no: int = 1
+    bootstrap: str,
+    args: argparse.Namespace,
+    logs: Path,
+    round_no: int = 1,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     settings = Settings(
@@ -249,18 +253,20 @@ async def measure(
         prof / f"agent-{round_no}.prof" if prof else None,
     )
     procs = [orchestrator, agent]
+    # whose CPU is measured: both processes, and the broker when it is our child
+    pids = [orchestrator.pid, agent.pid, *([broker_pid] if broker_pid else [])]
     try:
         spec = chain_spec(args.steps)
         async with AgentlogClient(settings) as client:
             await _run_workflows(client, spec, 2, concurrent=False)  # warm-up, group joins
             seq = await _run_workflows(client, spec, args.sequential, concurrent=False)
-            idle_before = [cpu_seconds(p.pid) for p in procs]
+            idle_before = [cpu_seconds(pid) for pid in pids]
             await asyncio.sleep(_IDLE_S)  # what the processes burn with nothing to do
-            cpu_before = [cpu_seconds(p.pid) for p in procs]
+            cpu_before = [cpu_seconds(pid) for pid in pids]
             t0 = time.perf_counter()
             par = await _run_workflows(client, spec, args.workflows, concurrent=True)
             wall = time.perf_counter() - t0
-            cpu_after = [cpu_seconds(p.pid) for p in procs]
+            cpu_after = [cpu_seconds(pid) for pid in pids]
         events = await _journal(settings)
         tasks = await _read(settings, "tasks.noop")
         answers = await _read(settings, "responses")
@@ -277,7 +283,7 @@ async def measure(
         "burst_wall_s": wall,
         **_segments(events, tasks, answers, set(seq)),
     }
-    for who, i in (("orchestrator", 0), ("agent", 1)):
+    for i, who in enumerate(("orchestrator", "agent", "broker")[: len(pids)]):
         idle0, idle1, before, after = idle_before[i], cpu_before[i], cpu_before[i], cpu_after[i]
         if idle0 is None or idle1 is None or before is None or after is None:
             continue
@@ -303,12 +309,12 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             # earlier rounds pile up, which would make later rounds incomparable
             (Path(tmp) / f"broker-{r}").mkdir()
             async with TansuLauncher(Path(tmp) / f"broker-{r}") as broker:
-                rounds.append(await _round(broker.bootstrap, args, Path(tmp), r))
+                rounds.append(await _round(broker.bootstrap, args, Path(tmp), r, broker.pid))
     return _summary([raw for raw, _ in rounds], [e2e for _, e2e in rounds])
 
 
 async def _round(
-    bootstrap: str, args: argparse.Namespace, logs: Path, r: int
+    bootstrap: str, args: argparse.Namespace, logs: Path, r: int, broker_pid: int | None = None
 ) -> tuple[pingpong.Result, dict[str, Any]]:
     """One round: the raw round trip first, then the workflow steps, on one broker."""
     ping_args = argparse.Namespace(latency_n=500, throughput_n=20_000, window=1000)
@@ -318,10 +324,10 @@ async def _round(
         f"p99={raw.p99_ms:.2f} ms {raw.round_trips_per_s:,.0f} rt/s",
         flush=True,
     )
-    e2e = await measure(bootstrap, args, logs, r)
+    e2e = await measure(bootstrap, args, logs, r, broker_pid)
     cpu = ", ".join(
         f"{who} {e2e[f'{who}_cpu_us_per_step']:.0f} (idle {e2e[f'{who}_idle_cpu_share']:.0%})"
-        for who in ("orchestrator", "agent")
+        for who in ("orchestrator", "agent", "broker")
         if f"{who}_cpu_us_per_step" in e2e
     )
     print(
