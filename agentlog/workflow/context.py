@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from agentlog.schemas.events import JsonValue
-from agentlog.workflow.state import WorkflowState
+from agentlog.workflow.state import StepStatus, WorkflowState
 
 JsonContext = dict[str, Any]
+
+#: ``status.value`` of each step status (a dict lookup is cheaper than enum's descriptor).
+_TEXT = {status: status.value for status in StepStatus}
 
 
 def step_context(state: WorkflowState, step: str | None) -> JsonContext:
@@ -22,7 +25,7 @@ def step_context(state: WorkflowState, step: str | None) -> JsonContext:
     return {
         "input": state.input,
         "steps": {
-            name: {"status": s.status.value, "output": s.output, "iteration": s.run}
+            name: {"status": _TEXT[s.status], "output": s.output, "iteration": s.run}
             for name, s in state.steps.items()
         },
         "iteration": current.run if current is not None else None,

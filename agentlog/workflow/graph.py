@@ -1,16 +1,20 @@
 """The structure of a spec's step graph: order, ancestry and loop bodies.
 
-Pure functions of a spec, computed once per workflow (see :class:`Plan`) and
+Pure functions of a spec, computed once per spec (see :class:`Plan`) and
 shared by validation and the orchestrator core.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from agentlog.schemas.events import JsonValue
+from agentlog.workflow.expr import ExpressionError
 from agentlog.workflow.spec import Step, WorkflowSpec
+from agentlog.workflow.template import expressions
 
 
 def find_cycle(steps: Sequence[Step]) -> tuple[str, ...]:
@@ -106,6 +110,7 @@ class Plan:
         sinks: steps no other step depends on, in order.
         signals: names of the signals some step waits for.
         locked: steps that declare locks, in order.
+        templated: steps whose input has a ``${...}`` placeholder.
     """
 
     spec: WorkflowSpec
@@ -118,10 +123,21 @@ class Plan:
     sinks: tuple[str, ...]
     signals: frozenset[str]
     locked: tuple[str, ...]
+    templated: frozenset[str]
 
     @classmethod
     def of(cls, spec: WorkflowSpec) -> Plan:
-        """Derive the plan of a valid spec."""
+        """The plan of a valid spec, memoised by the spec's identity (a bounded LRU).
+
+        Parsing memoises specs (:func:`agentlog.workflow.parse.spec_from_json`),
+        so every workflow of one spec shares one plan; deriving it costs ~100 us
+        for 10 steps, once per spec instead of once per workflow.
+        """
+        return _plan_of(_Identity(spec))
+
+    @classmethod
+    def derive(cls, spec: WorkflowSpec) -> Plan:
+        """Derive the plan of a valid spec (uncached; :meth:`of` memoises it)."""
         order = topological_order(spec.steps)
         ancestors = ancestors_of(spec.steps)
         loop_of: dict[str, str] = {}
@@ -144,4 +160,33 @@ class Plan:
             sinks=tuple(name for name in order if name not in depended_on),
             signals=frozenset(s.signal for s in spec.steps if s.signal is not None),
             locked=tuple(name for name in order if spec.step(name).locks),
+            templated=frozenset(s.name for s in spec.steps if _has_placeholder(s.input)),
         )
+
+
+def _has_placeholder(template: JsonValue) -> bool:
+    try:
+        return next(expressions(template), None) is not None
+    except ExpressionError:
+        return True  # rendering will raise it, as it would have without the plan
+
+
+class _Identity:
+    """A spec as a cache key by identity (specs hold dicts: they do not hash)."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: WorkflowSpec) -> None:
+        self.spec = spec
+
+    def __hash__(self) -> int:
+        return id(self.spec)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.spec is self.spec
+
+
+@functools.lru_cache(maxsize=256)
+def _plan_of(key: _Identity) -> Plan:
+    # the cache holds the key, hence the spec: its id is not reused while cached
+    return Plan.derive(key.spec)

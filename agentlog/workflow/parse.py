@@ -8,6 +8,8 @@ import math
 from collections.abc import Callable
 from typing import TypeVar, cast
 
+import orjson
+
 from agentlog.schemas.events import JsonObject, JsonValue
 from agentlog.workflow.errors import SpecError, SpecProblem
 from agentlog.workflow.spec import (
@@ -34,9 +36,11 @@ def spec_from_json(data: JsonValue | str | bytes) -> WorkflowSpec:
     """Read and validate a spec; see :meth:`WorkflowSpec.from_json`.
 
     Specs are immutable, and every event of a workflow's life refers to the
-    same one, so parses are memoised by canonical JSON text (a bounded LRU):
-    reading and validating a spec costs milliseconds, its canonical text
-    tens of microseconds.
+    same one, so parses are memoised (a bounded LRU) by the value's JSON text
+    with sorted keys, written by orjson: reading and validating a 10-step spec
+    costs ~85 us, its key ~10 us. orjson writes NaN and infinities as null and
+    tuples as lists, so a hit also needs the value to equal the cached one
+    (~8 us); anything else is parsed as it is, uncached.
 
     Raises:
         SpecError: not a spec, or an invalid one.
@@ -49,16 +53,21 @@ def spec_from_json(data: JsonValue | str | bytes) -> WorkflowSpec:
     else:
         value = data
     try:
-        key = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError):
-        return _parse(value)  # not JSON-compatible: let the reader name the problem
-    return _parse_canonical(key)
+        key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError: big integers, non-string keys, other types
+        return _parse(value)  # let the reader name the problem
+    try:
+        copy, spec = _parse_canonical(key)
+    except SpecError:
+        return _parse(value)  # the value's own problems (its copy may differ: NaN -> null)
+    return spec if copy == value else _parse(value)
 
 
 @functools.lru_cache(maxsize=256)
-def _parse_canonical(text: str) -> WorkflowSpec:
-    value: JsonValue = json.loads(text)
-    return _parse(value)
+def _parse_canonical(key: bytes) -> tuple[JsonValue, WorkflowSpec]:
+    # parsed from a private copy: the spec shares no mutable value with any caller
+    copy: JsonValue = orjson.loads(key)
+    return copy, _parse(copy)
 
 
 def _parse(value: JsonValue) -> WorkflowSpec:

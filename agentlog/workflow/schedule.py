@@ -25,9 +25,19 @@ from agentlog.workflow.expr import ExpressionError, evaluate, truthy
 from agentlog.workflow.graph import Plan
 from agentlog.workflow.ids import join_id, skip_id, task_id
 from agentlog.workflow.retry import backoff_ms
-from agentlog.workflow.state import StepStatus, TaskState, TaskStatus, WorkflowState
+from agentlog.workflow.state import (
+    DONE_STEP_STATUSES,
+    StepStatus,
+    TaskState,
+    TaskStatus,
+    WorkflowState,
+)
 from agentlog.workflow.steplocks import await_locks, lock_resources
 from agentlog.workflow.template import render
+
+_DONE = DONE_STEP_STATUSES
+_PENDING = StepStatus.PENDING
+_RUNNING = StepStatus.RUNNING
 
 
 def advance(batch: Batch) -> None:
@@ -47,13 +57,15 @@ def advance(batch: Batch) -> None:
 
 def _act_once(batch: Batch, state: WorkflowState, plan: Plan) -> bool:
     """Start one ready step or join one finished fan-out; False when there is none."""
+    steps = state.steps
     for name in plan.order:
-        step = state.steps[name]
-        if step.status is StepStatus.PENDING:
-            if all(state.steps[dep].status.done for dep in plan.steps[name].after):
+        step = steps[name]
+        status = step.status
+        if status is _PENDING:
+            if all(steps[dep].status in _DONE for dep in plan.steps[name].after):
                 start_step(batch, state, name)
                 return True
-        elif step.status is StepStatus.RUNNING and plan.steps[name].for_each is not None:
+        elif status is _RUNNING and plan.steps[name].for_each is not None:
             finished = (TaskStatus.COMPLETED, TaskStatus.FAILED)
             if step.tasks and all(t.status in finished for t in step.tasks):
                 outputs: list[JsonValue] = [t.output for t in step.tasks]
@@ -76,7 +88,10 @@ def start_step(batch: Batch, view: WorkflowState, name: str) -> None:
     spec = view.plan.steps[name]
     run = view.steps[name].run
     wf = view.workflow_id
-    context = step_context(view, name)
+    if spec.when is None and spec.for_each is None and name not in view.plan.templated:
+        context: JsonContext = {}  # nothing reads it: building it costs O(steps)
+    else:
+        context = step_context(view, name)
     try:
         if spec.when is not None and not truthy(evaluate(spec.when, context)):
             skip = skip_id(wf, name, run)
@@ -267,8 +282,8 @@ def fail_workflow(batch: Batch, step: str | None, error_kind: str, message: str)
 
 def finish(batch: Batch, state: WorkflowState, plan: Plan) -> None:
     """Succeed once every step is done; fail if nothing can move any more."""
-    if not all(s.status.done for s in state.steps.values()):
-        if not any(s.status is StepStatus.RUNNING for s in state.steps.values()):
+    if not all(s.status in _DONE for s in state.steps.values()):
+        if not any(s.status is _RUNNING for s in state.steps.values()):
             pending = ", ".join(n for n in plan.order if not state.steps[n].status.done)
             fail_workflow(batch, None, "stuck", f"no step can run; waiting: {pending}")
         return

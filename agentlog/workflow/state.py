@@ -55,7 +55,11 @@ class StepStatus(StrEnum):
     @property
     def done(self) -> bool:
         """True when steps after it may start (failed only with continue_on_failure)."""
-        return self in (StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.FAILED)
+        return self in DONE_STEP_STATUSES
+
+
+#: The statuses of :attr:`StepStatus.done` (``in`` this set is the cheap test in loops).
+DONE_STEP_STATUSES = frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.FAILED})
 
 
 class TaskStatus(StrEnum):

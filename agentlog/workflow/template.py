@@ -17,6 +17,7 @@ iteration}}, item, index, iteration, workflow: {id, name, version}}``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -38,8 +39,9 @@ class _Placeholder:
 _Part = str | _Placeholder
 
 
+@functools.lru_cache(maxsize=4096)
 def split(text: str) -> tuple[_Part, ...]:
-    """Split a template string into literal text and placeholders.
+    """Split a template string into literal text and placeholders (memoised: specs repeat).
 
     Raises:
         ExpressionError: a placeholder is unclosed, empty or not JMESPath.

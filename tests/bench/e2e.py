@@ -298,10 +298,11 @@ async def measure(
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     bootstrap = args.bootstrap or os.environ.get("AGENTLOG_KAFKA_BOOTSTRAP")
     with tempfile.TemporaryDirectory(prefix="agentlog-bench-") as tmp:
+        logs = Path(args.logs or tmp)
         rounds = []
         for r in range(1, args.rounds + 1):
             if bootstrap:
-                rounds.append(await _round(bootstrap, args, Path(tmp), r))
+                rounds.append(await _round(bootstrap, args, logs, r))
                 continue
             from agentlog.streams.embedded.tansu import TansuLauncher
 
@@ -309,7 +310,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             # earlier rounds pile up, which would make later rounds incomparable
             (Path(tmp) / f"broker-{r}").mkdir()
             async with TansuLauncher(Path(tmp) / f"broker-{r}") as broker:
-                rounds.append(await _round(broker.bootstrap, args, Path(tmp), r, broker.pid))
+                rounds.append(await _round(broker.bootstrap, args, logs, r, broker.pid))
     return _summary([raw for raw, _ in rounds], [e2e for _, e2e in rounds])
 
 
@@ -385,7 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", help="directory for cProfile output of both processes")
     parser.add_argument("--json", help="also write the summary to this file")
+    parser.add_argument(
+        "--logs", help="keep the processes' logs in this directory (default: a temporary one)"
+    )
     args = parser.parse_args(argv)
+    if args.logs:
+        Path(args.logs).mkdir(parents=True, exist_ok=True)
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     summary = asyncio.run(amain(args))

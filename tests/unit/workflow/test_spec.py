@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -410,3 +411,55 @@ def test_registry_refuses_a_different_spec_under_a_registered_version() -> None:
 def test_registry_refuses_invalid_specs() -> None:
     with pytest.raises(SpecError, match="missing agent kind"):
         WorkflowRegistry([spec_of(Step(name="a"))])
+
+
+def _cached_spec_json() -> dict[str, Any]:
+    spec: dict[str, Any] = (
+        workflow("cache-probe", version=1)
+        .step("a", agent="x", input={"k": None, "n": [1, 2.5]})
+        .build()
+        .to_json()
+    )
+    return spec
+
+
+def test_parses_are_memoised_by_value_whatever_the_key_order() -> None:
+    first = WorkflowSpec.from_json(_cached_spec_json())
+    reordered = dict(reversed(list(_cached_spec_json().items())))
+    assert WorkflowSpec.from_json(reordered) is first
+    assert WorkflowSpec.from_json(json.dumps(_cached_spec_json())) is first
+
+
+def test_a_memoised_spec_shares_nothing_with_the_value_it_was_read_from() -> None:
+    data = _cached_spec_json()
+    spec = WorkflowSpec.from_json(data)
+    data["steps"][0]["input"]["k"] = "changed"
+    assert spec.steps[0].input == {"k": None, "n": [1, 2.5]}
+    assert WorkflowSpec.from_json(_cached_spec_json()).steps[0].input == {"k": None, "n": [1, 2.5]}
+
+
+@pytest.mark.parametrize("odd", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_number_is_not_served_the_memoised_parse_of_null(odd: float) -> None:
+    """The memo's key writes NaN and infinities as null; the value itself must still be read."""
+    WorkflowSpec.from_json(_cached_spec_json())  # the spec with "k": null, memoised
+    data = _cached_spec_json()
+    data["steps"][0]["input"]["k"] = odd
+    with pytest.raises(SpecError, match=r"input: k is .*, not JSON"):
+        WorkflowSpec.from_json(data)
+
+
+def test_a_tuple_is_not_served_the_memoised_parse_of_a_list() -> None:
+    WorkflowSpec.from_json(_cached_spec_json())
+    data = _cached_spec_json()
+    data["steps"] = tuple(data["steps"])
+    with pytest.raises(SpecError, match="steps: expected a list of steps, got tuple"):
+        WorkflowSpec.from_json(data)
+
+
+def test_values_orjson_refuses_are_read_uncached() -> None:
+    data = _cached_spec_json()
+    data["steps"][0]["input"]["k"] = 2**70  # beyond 64 bits: orjson refuses, JSON allows
+    assert WorkflowSpec.from_json(data).steps[0].input == {"k": 2**70, "n": [1, 2.5]}
+    data["steps"][0]["input"] = {1: "x"}
+    with pytest.raises(SpecError, match="input"):
+        WorkflowSpec.from_json(data)

@@ -1,0 +1,48 @@
+"""The plan derived from a spec: memoised per spec object, and what it precomputes."""
+
+from __future__ import annotations
+
+import copy
+
+from agentlog.workflow import WorkflowSpec, workflow
+from agentlog.workflow.graph import Plan
+
+
+def _spec() -> WorkflowSpec:
+    return (
+        workflow("plan-probe", version=1)
+        .step("fixed", agent="x", input={"n": 1, "text": "no placeholder, $${literal}"})
+        .step("templated", agent="x", input={"pr": "${input.pr}"}, after=["fixed"])
+        .step(
+            "nested", agent="x", input={"a": [{"b": "PR ${steps.fixed.output}"}]}, after=["fixed"]
+        )
+        .build()
+    )
+
+
+def test_the_plan_of_one_spec_object_is_derived_once() -> None:
+    spec = _spec()
+    assert Plan.of(spec) is Plan.of(spec)
+    assert Plan.of(spec) == Plan.derive(spec)
+
+
+def test_equal_spec_objects_get_equal_plans_of_their_own() -> None:
+    spec = _spec()
+    other = copy.deepcopy(spec)
+    assert other == spec
+    assert other is not spec
+    assert Plan.of(other) is not Plan.of(spec)
+    assert Plan.of(other).spec is other
+    assert Plan.of(other) == Plan.of(spec)
+
+
+def test_templated_names_the_steps_whose_input_has_a_placeholder() -> None:
+    assert Plan.of(_spec()).templated == frozenset({"templated", "nested"})
+
+
+def test_parsing_the_same_json_twice_shares_spec_and_plan() -> None:
+    data = _spec().to_json()
+    first = WorkflowSpec.from_json(data)
+    second = WorkflowSpec.from_json(copy.deepcopy(data))
+    assert first is second
+    assert Plan.of(first) is Plan.of(second)
