@@ -77,6 +77,7 @@ cdef extern from *:
     int agentlog_realtime(long long* sec, long* nsec)
 
 cdef object _UTC = UTC
+cdef object _object_new = object.__new__
 cdef enum:
     _MAX_FIELDS = 64  # a compiled __init__'s values live on the C stack
 
@@ -96,6 +97,7 @@ cdef class SlotFiller:
     cdef readonly tuple names
     cdef Py_ssize_t n
     cdef Py_ssize_t* offsets
+    cdef dict index  # name -> position in names
 
     def __cinit__(self, type cls, tuple names):
         self.offsets = NULL
@@ -120,6 +122,7 @@ cdef class SlotFiller:
         self.n = n
         self.cls = cls
         self.names = names
+        self.index = {name: i for i, name in enumerate(names)}
 
     def __dealloc__(self):
         free(self.offsets)
@@ -145,6 +148,37 @@ cdef class SlotFiller:
         cdef Py_ssize_t i
         for i in range(self.n):
             agentlog_store(agentlog_slot_at(obj, self.offsets[i]), PyTuple_GET_ITEM(values, i))
+
+    def copy(self, obj, dict changes):
+        """A new instance with ``obj``'s slots, the ``changes`` (name -> value) replacing some.
+
+        What ``dataclasses.replace`` gives for a class whose ``__init__`` only
+        stores its arguments, without the ``__init__`` call. Returns
+        ``NotImplemented`` when it cannot answer exactly: ``obj`` is not an
+        instance of this very class, one of its slots is empty, or a change
+        names a field outside ``names`` (the caller's Python path then copies
+        or raises).
+        """
+        if type(obj) is not self.cls:
+            return NotImplemented
+        cdef Py_ssize_t i
+        cdef PyObject* old
+        cdef PyObject* found
+        cdef PyObject* key
+        cdef PyObject* value
+        cdef Py_ssize_t at = 0
+        new = _object_new(self.cls)
+        for i in range(self.n):
+            old = agentlog_slot_at(obj, self.offsets[i])[0]
+            if old == NULL:
+                return NotImplemented  # an unset slot: reading it must raise AttributeError
+            agentlog_store(agentlog_slot_at(new, self.offsets[i]), old)
+        while PyDict_Next(changes, &at, &key, &value):
+            found = PyDict_GetItemWithError(self.index, key)
+            if found == NULL:
+                return NotImplemented  # not a field: the Python path names it
+            agentlog_store(agentlog_slot_at(new, self.offsets[<Py_ssize_t> <object> found]), value)
+        return new
 
 
 cdef object _MISSING = object()  # no default
