@@ -49,7 +49,7 @@ from cpython.long cimport PyLong_CheckExact, PyLong_FromLongLong
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_DecodeUTF8
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove
 
@@ -1535,3 +1535,41 @@ cdef class Codec:
         if pos != end or not self._typed(event, value):
             return None
         return value
+
+
+# --- partitioning: Kafka's default partitioner hash ------------------------------------
+
+
+def murmur2(bytes data):
+    """Kafka's murmur2 of ``data``, unsigned 32 bits: ``aiokafka.partitioner.murmur2`` in C.
+
+    The Java client's ``Utils.murmur2`` (seed 0x9747b28c), which picks the
+    partition of a keyed record; aiokafka's pure-Python one costs ~13 us per
+    UUID-sized key, this ~0.1 us. A unit test holds the two equal.
+    """
+    cdef const unsigned char* p = <const unsigned char*> PyBytes_AS_STRING(data)
+    cdef Py_ssize_t length = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t i, base = length & ~(<Py_ssize_t> 3), extra = length & 3
+    cdef uint32_t m = 0x5BD1E995
+    cdef uint32_t h = (<uint32_t> 0x9747B28C) ^ <uint32_t> length
+    cdef uint32_t k
+    for i in range(0, base, 4):
+        k = (<uint32_t> p[i]) | (<uint32_t> p[i + 1] << 8) | (<uint32_t> p[i + 2] << 16) | (
+            <uint32_t> p[i + 3] << 24
+        )
+        k *= m
+        k ^= k >> 24
+        k *= m
+        h *= m
+        h ^= k
+    if extra >= 3:
+        h ^= <uint32_t> p[base + 2] << 16
+    if extra >= 2:
+        h ^= <uint32_t> p[base + 1] << 8
+    if extra >= 1:
+        h ^= <uint32_t> p[base]
+        h *= m
+    h ^= h >> 13
+    h *= m
+    h ^= h >> 15
+    return h

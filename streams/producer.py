@@ -10,7 +10,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
-from aiokafka.partitioner import murmur2
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import RecordMetadata
 
@@ -19,6 +18,7 @@ from agentlog.schemas.events import Event
 from agentlog.settings import Settings
 from agentlog.streams.capabilities import supports_idempotence
 from agentlog.streams.codec import AvroCodec
+from agentlog.streams.partitioner import default_partitioner, murmur2
 from agentlog.streams.tracing import HEADER as TRACEPARENT_HEADER
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class EventProducer:
             linger_ms=self._settings.linger_ms,
             max_request_size=_MAX_REQUEST_SIZE,
             request_timeout_ms=30_000,
+            partitioner=default_partitioner,
             **self._settings.kafka_client_options(),
         )
         try:
@@ -286,12 +287,10 @@ def _group_by_partition(
     """Indexes of ``records`` per partition, chosen as aiokafka's default partitioner does."""
     if not partitions:
         raise KafkaError("no partitions known for the topic")
-    count, chosen = len(partitions), dict[bytes, int]()
+    count = len(partitions)
     by_partition: dict[int, list[int]] = {}
     for index, (key, _, _) in enumerate(records):
-        partition = chosen.get(key)
-        if partition is None:  # murmur2 is pure Python: once per distinct key
-            partition = chosen[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % count]
+        partition = partitions[(murmur2(key) & 0x7FFFFFFF) % count]
         by_partition.setdefault(partition, []).append(index)
     return by_partition
 

@@ -9,22 +9,12 @@ only when the group gave it ``p`` of both input topics (:func:`co_owned`).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
-_POSITIVE = 0x7FFFFFFF
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _positive_hash(key: str) -> int:
-    # aiokafka's murmur2 is pure Python (~20 us a key) and every input of a workflow
-    # hashes the same id again; bounded, so a long-running orchestrator stays small
-    hashed: int = murmur2(key.encode("utf-8"))
-    return hashed & _POSITIVE
+from agentlog.streams.partitioner import partition_of
 
 
 def partition_for(key: str | bytes, partitions: int) -> int:
@@ -37,12 +27,7 @@ def partition_for(key: str | bytes, partitions: int) -> int:
     Raises:
         ValueError: ``partitions`` is less than 1.
     """
-    if partitions < 1:
-        raise ValueError(f"partitions={partitions}: a topic has at least one partition")
-    if isinstance(key, str):
-        return _positive_hash(key) % partitions
-    hashed: int = murmur2(key)
-    return (hashed & _POSITIVE) % partitions
+    return partition_of(key.encode("utf-8") if isinstance(key, str) else key, partitions)
 
 
 @dataclass(frozen=True, slots=True)
