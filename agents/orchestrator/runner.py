@@ -3,11 +3,13 @@
 One consumer group (``<prefix>.orchestrator``) reads ``requests`` +
 ``responses`` with the range assignor, so a member owns partition ``p`` of
 both (and writes partition ``p`` of the journal): single writer per workflow.
-Per batch: decide (:mod:`.inputs`), append the decisions to the journal and
-wait for the acks, then send the tasks and lock commands; a background
-*settle* step waits for their acks and only then commits the batch's input
-offsets, while the loop already decides the next batch. Settles run in batch
-order (commits never go backwards) and at most ``max_settling`` are pending.
+Per batch: decide (:mod:`.inputs`); then, in a background *flush* while the
+loop already polls and decides the next batch: append the decisions to the
+journal and wait for the acks, send the tasks and lock commands, wait for
+their acks and only then commit the batch's input offsets. Flushes run in
+batch order: one appends only after the previous one's journal ack and sends
+(so the journal holds whole batches in order, and nothing after a failed
+append), and commits never go backwards; at most ``max_settling`` are pending.
 See ``docs/orchestrator.md`` for the guarantees and failure modes.
 """
 
@@ -84,8 +86,9 @@ class OrchestratorConfig:
             circuit breaker; 0 disables breakers.
         breaker_cooldown_ms: how long an open breaker holds tasks before a probe.
         journal_batch_bytes: bytes of whole decisions packed into one record batch.
-        max_settling: batches whose task acks and offset commit may be pending
-            while the next batches are decided (1 waits for each batch).
+        max_settling: batches whose journal append, task acks and offset commit
+            may be pending while the next batches are decided (1 waits for
+            each batch).
         recovery_cancel_window_ms: on recovery, workflows that ended this recently
             (by the runner's clock) have their open tasks' ``TaskCancelled``
             published again, in case a crash came between the journal and them.
@@ -99,6 +102,25 @@ class OrchestratorConfig:
     journal_batch_bytes: int = 256 * 1024
     recovery_cancel_window_ms: int = 3_600_000
     max_settling: int = 4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Batch:
+    """One decided batch, waiting to be written (see :meth:`Orchestrator._flush`).
+
+    Attributes:
+        outcome: the decisions, lock commands and inputs to forward.
+        tasks: the tasks to publish, chosen when the batch was decided.
+        cancellations: ``TaskCancelled`` of the open tasks of workflows it ended.
+        offsets: the input offsets to commit once everything is acknowledged.
+        now: the decision time (the breakers' clock for the tasks).
+    """
+
+    outcome: Outcome
+    tasks: list[tuple[int, TaskRequested]]
+    cancellations: list[TaskCancelled]
+    offsets: dict[TopicPartition, int]
+    now: datetime
 
 
 @dataclass(slots=True)
@@ -171,6 +193,8 @@ class Orchestrator:
         self._journal: JournalWriter | None = None
         self._publisher: TaskPublisher | None = None
         self._settling: deque[asyncio.Task[None]] = deque()
+        #: resolved once the newest flush appended and sent (True) or gave up (False)
+        self._sent: asyncio.Future[bool] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -340,30 +364,83 @@ class Orchestrator:
 
     async def _process(self, deliveries: list[Delivered], moved: dict[TopicPartition, int]) -> None:
         decider = self._require(self._decider)
-        publisher = self._require(self._publisher)
         outcome = Outcome()
         decider.decide(self._parts, deliveries, outcome)
         decider.fire_timers(self._parts, outcome)
         now = self._clock()
         for kind, healthy in outcome.health:
             self._breakers.record(kind, ok=healthy, now=now)
-        # 1. the journal first, acknowledged (and inputs that belong to another partition)
-        journal = self._require(self._journal)
-        await asyncio.gather(
-            *(journal.append(p, groups) for p, groups in outcome.journal.items()),
-            self._forward(outcome.forward),
+        batch = _Batch(
+            outcome=outcome,
+            tasks=decider.tasks(self._parts, outcome),
+            cancellations=[cancellation_for(s, reason) for s, reason in outcome.ended],
+            offsets=self._committable(moved),
+            now=now,
         )
-        # 2. then the tasks it scheduled, the lock commands and cancellations of ended
-        #    workflows are sent; 3. once they are acknowledged, the input offsets are
-        #    committed, in the background (the next batch is decided meanwhile)
-        futures = await publisher.publish_nowait(decider.tasks(self._parts, outcome), now)
-        futures += await self._enqueue_locks(outcome.locks)
-        futures += await publisher.cancel_nowait(
-            [cancellation_for(s, reason) for s, reason in outcome.ended]
-        )
-        await self._settle(futures, self._committable(moved))
-        self._count(outcome)
+        await self._flush(batch)
         await self._record_circuits()
+
+    async def _flush(self, batch: _Batch) -> None:
+        """Write ``batch`` in the background, in order after every earlier one.
+
+        1. the journal, acknowledged (and inputs that belong to another partition),
+        2. then the tasks it scheduled, the lock commands and the cancellations of
+           the workflows it ended; 3. once they are acknowledged, the input offsets.
+        Meanwhile the loop decides the next batch on the state these decisions
+        left in memory; if an append fails, the orchestrator stops before any
+        later batch is written, and whoever owns the partitions next folds the
+        journal, which holds whole batches in order.
+        """
+        self._raise_settle_failure()
+        outcome = batch.outcome
+        publisher = self._require(self._publisher)
+        if not (
+            outcome.journal
+            or outcome.forward
+            or outcome.locks
+            or batch.tasks
+            or batch.cancellations
+            or batch.offsets
+            or publisher.holding
+        ):
+            return
+        previous = self._settling[-1] if self._settling else None
+        sent: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._write(batch, previous, self._sent, sent))
+        self._settling.append(task)
+        self._sent = sent
+        await self._drain_settling(keep=max(0, self.config.max_settling - 1))
+
+    async def _write(
+        self,
+        batch: _Batch,
+        previous: asyncio.Task[None] | None,
+        previous_sent: asyncio.Future[bool] | None,
+        sent: asyncio.Future[bool],
+    ) -> None:
+        try:
+            if previous_sent is not None and not await previous_sent:
+                return  # the previous batch failed (its task raises it): write nothing after it
+            journal = self._require(self._journal)
+            outcome = batch.outcome
+            await asyncio.gather(
+                *(journal.append(p, groups) for p, groups in outcome.journal.items()),
+                self._forward(outcome.forward),
+            )
+            self._count(outcome)
+            publisher = self._require(self._publisher)
+            futures = await publisher.publish_nowait(batch.tasks, batch.now)
+            futures += await self._enqueue_locks(outcome.locks)
+            futures += await publisher.cancel_nowait(batch.cancellations)
+        except BaseException:
+            sent.set_result(False)
+            raise
+        sent.set_result(True)
+        if previous is not None:
+            await asyncio.wait([previous])  # commits in batch order; its failure raises itself
+        if futures:
+            await asyncio.gather(*futures)
+        await self._commit(batch.offsets)
 
     async def _forward(self, items: list[tuple[Delivered, int]]) -> None:
         """Re-produce inputs that arrived on a partition other than their workflow's."""
@@ -404,30 +481,6 @@ class Orchestrator:
         producer = self._require(self._producer)
         self.stats.lock_commands += len(commands)
         return [await producer.enqueue_batch(self._locks, commands)]
-
-    async def _settle(
-        self, futures: list[asyncio.Future[Any]], offsets: dict[TopicPartition, int]
-    ) -> None:
-        """Commit ``offsets`` once ``futures`` (and every earlier batch) are acknowledged."""
-        self._raise_settle_failure()
-        if not futures and not offsets:
-            return
-        previous = self._settling[-1] if self._settling else None
-        task = asyncio.create_task(self._settle_after(previous, futures, offsets))
-        self._settling.append(task)
-        await self._drain_settling(keep=max(0, self.config.max_settling - 1))
-
-    async def _settle_after(
-        self,
-        previous: asyncio.Task[None] | None,
-        futures: list[asyncio.Future[Any]],
-        offsets: dict[TopicPartition, int],
-    ) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])  # in batch order; its failure surfaces on its own
-        if futures:
-            await asyncio.gather(*futures)
-        await self._commit(offsets)
 
     def _raise_settle_failure(self) -> None:
         for task in self._settling:

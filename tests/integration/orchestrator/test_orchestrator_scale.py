@@ -52,6 +52,25 @@ async def test_200_workflows_submitted_at_once_all_reach_a_terminal_state(
 
 
 @pytest.mark.timeout(120)
+async def test_submit_many_starts_one_workflow_per_input(
+    settings: Settings, tail: JournalTail
+) -> None:
+    inputs = [{**TRIAGE_CHAIN.example_input, "service": f"svc-{i}"} for i in range(60)]
+    async with (
+        Orchestrator(settings, demo_registry()) as orchestrator,
+        Responder(settings, DEMO_KINDS),
+        AgentlogClient(settings) as client,
+    ):
+        await orchestrator.wait_ready()
+        ids = await client.submit_many(TRIAGE_CHAIN.name, inputs)
+        states = await tail.terminal(ids, seconds=90)
+
+    assert len(set(ids)) == len(inputs)
+    assert [states[i].input for i in ids] == inputs
+    assert all(s.status is WorkflowStatus.SUCCEEDED for s in states.values())
+
+
+@pytest.mark.timeout(120)
 async def test_two_orchestrators_split_the_partitions_and_own_p_of_both_topics(
     kafka_bootstrap: str,
 ) -> None:

@@ -46,6 +46,28 @@ async def test_malformed_requests_are_refused_before_anything_is_sent(
         await client.submit(definition, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("definition", "inputs", "kwargs", "problem"),
+    [
+        (None, [{}], {}, "either a definition"),
+        ("x", [{}], {"priority": 9}, "priority=9"),
+        ("x", [{}, {"n": float("inf")}], {}, r"inputs\[1\] is not JSON"),
+        (None, [{}], {"spec": {"name": float("nan")}}, "spec is not JSON"),
+    ],
+)
+async def test_malformed_bulk_requests_are_refused_before_anything_is_sent(
+    definition: str | None, inputs: list[object], kwargs: dict[str, object], problem: str
+) -> None:
+    client = AgentlogClient(Settings(kafka_bootstrap="127.0.0.1:1"))  # never started
+    with pytest.raises(RequestError, match=problem):
+        await client.submit_many(definition, inputs, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_an_empty_bulk_request_sends_nothing() -> None:
+    client = AgentlogClient(Settings(kafka_bootstrap="127.0.0.1:1"))  # never started
+    assert await client.submit_many("x", []) == []
+
+
 def test_state_and_event_json_views_are_json() -> None:
     d = Driver(demo_registry(), workflow_id="wf-json")
     d.request("pr-deploy", input=PR_DEPLOY.example_input, idempotency_key="k")
