@@ -384,10 +384,13 @@ class AgentlogClient:
         )
 
     def _reader(self) -> EventConsumer:
+        # no record bound: history() stops at the reported end offset, which only
+        # works when polls return whole record batches (see streams.partitions)
         return EventConsumer(
             self.settings,
             group_id=None,
             dead_letters=None,
+            max_records=None,
             client_id=f"{self.source}-journal-reader",
         )
 

@@ -94,7 +94,7 @@ class EventConsumer:
         codec: AvroCodec | None = None,
         rebalance: RebalanceHandler | None = None,
         auto_offset_reset: str = "earliest",
-        max_records: int = 500,
+        max_records: int | None = 500,
         client_id: str | None = None,
     ) -> None:
         """Args:
@@ -106,7 +106,10 @@ class EventConsumer:
         codec: the Avro codec (shared default if None).
         rebalance: callbacks on partition assignment and revocation.
         auto_offset_reset: where a group without committed offsets starts.
-        max_records: bound on one :meth:`poll` batch.
+        max_records: bound on one :meth:`poll` batch; None returns every
+            fetched record, hence whole record batches only (a bound may end a
+            poll inside a batch), which readers that stop at a reported end
+            offset need (:func:`agentlog.streams.partitions.read_partitions`).
         client_id: Kafka client id.
         """
         if settings.kafka_bootstrap is None:

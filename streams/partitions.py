@@ -19,10 +19,12 @@ The end offset a broker reports is not exact everywhere: Tansu answers
 ListOffsets (latest) with the base offset of the last record batch plus one,
 not the offset after its last record. A reader that dropped records at or past
 that offset lost the tail of the last decision (the grant after a release)
-there. So the reader keeps every record it polls and stops once its position,
-which always moves past whole batches, reaches the reported end; a record
-appended after the start may be folded too, which is as good a prefix of the
-log (tests/integration/test_partition_log.py).
+there. So the reader keeps every record it polls and stops once its position
+reaches the reported end; its polls have no record bound, so that a position
+always moves past whole batches (a bound of 2,000 once ended a read inside
+the last batch, losing its tail, on Tansu). A record appended after the start
+may be folded too, which is as good a prefix of the log
+(tests/integration/test_partition_log.py).
 """
 
 from __future__ import annotations
@@ -160,8 +162,9 @@ async def read_partitions(
         ``(partition, offset, event)``.
     """
     tps = [TopicPartition(topic, p) for p in partitions]
+    # no record bound: a poll cut inside the last batch would end the read there (Tansu)
     reader = EventConsumer(
-        settings, group_id=None, dead_letters=None, max_records=2000, client_id=client_id
+        settings, group_id=None, dead_letters=None, max_records=None, client_id=client_id
     )
     async with reader:
         reader.assign(tps)
