@@ -409,6 +409,9 @@ class Orchestrator:
         task = asyncio.create_task(self._write(batch, previous, self._sent, sent))
         self._settling.append(task)
         self._sent = sent
+        # a poll with records buffered returns without suspending: let the flushes' I/O
+        # (acks, the sender) run once per batch, not only when max_settling makes us wait
+        await asyncio.sleep(0)
         await self._drain_settling(keep=max(0, self.config.max_settling - 1))
 
     async def _write(
