@@ -157,16 +157,15 @@ class AgentlogClient:
         _check_id("workflow_id", workflow_id)
         if idempotency_key is not None:
             _check_text("idempotency_key", idempotency_key)
-        request = WorkflowRequested(
-            envelope=self._envelope("WorkflowRequested", workflow_id),
-            workflow_id=workflow_id,
+        request = self._request(
+            workflow_id,
             definition=definition,
             version=version,
             spec=spec_json,
             input=input,
             priority=priority,
             idempotency_key=idempotency_key,
-            labels=dict(labels or {}),
+            labels=labels,
         )
         await self._require().send(self._topic(REQUESTS.name), request)
         logger.info("requested workflow %s (%s)", workflow_id, definition or "inline spec")
@@ -201,21 +200,19 @@ class AgentlogClient:
         _check_request(definition, spec_json, None, priority, version)
         for i, value in enumerate(values):
             _check_json(f"inputs[{i}]", value)
-        requests = []
-        for value in values:
-            workflow_id = _new_id()
-            requests.append(
-                WorkflowRequested(
-                    envelope=self._envelope("WorkflowRequested", workflow_id),
-                    workflow_id=workflow_id,
-                    definition=definition,
-                    version=version,
-                    spec=spec_json,
-                    input=value,
-                    priority=priority,
-                    labels=dict(labels or {}),
-                )
+        requests = [
+            self._request(
+                _new_id(),
+                definition=definition,
+                version=version,
+                spec=spec_json,
+                input=value,
+                priority=priority,
+                idempotency_key=None,
+                labels=labels,
             )
+            for value in values
+        ]
         if requests:
             await (await self._require().enqueue_batch(self._topic(REQUESTS.name), requests))
         logger.info("requested %s workflows (%s)", len(requests), definition or "inline spec")
@@ -377,6 +374,30 @@ class AgentlogClient:
 
     def _topic(self, name: str) -> str:
         return self.settings.topic(name)
+
+    def _request(
+        self,
+        workflow_id: str,
+        *,
+        definition: str | None,
+        version: int | None,
+        spec: JsonValue,
+        input: JsonValue,
+        priority: int,
+        idempotency_key: str | None,
+        labels: Mapping[str, str] | None,
+    ) -> WorkflowRequested:
+        return WorkflowRequested(
+            envelope=self._envelope("WorkflowRequested", workflow_id),
+            workflow_id=workflow_id,
+            definition=definition,
+            version=version,
+            spec=spec,
+            input=input,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            labels=dict(labels or {}),
+        )
 
     def _envelope(self, type_name: str, workflow_id: str) -> Envelope:
         return new_envelope(

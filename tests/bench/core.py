@@ -34,19 +34,14 @@ from typing import Any
 from agentlog.agents.orchestrator.inputs import BatchDecider, Outcome
 from agentlog.agents.orchestrator.partition import PartitionState
 from agentlog.agents.orchestrator.routing import partition_for
-from agentlog.schemas.events import (
-    TaskCompleted,
-    TaskRequested,
-    TaskUsage,
-    WorkflowRequested,
-    new_envelope,
-)
+from agentlog.schemas.events import TaskRequested, WorkflowRequested, new_envelope
 from agentlog.settings import Settings
 from agentlog.streams.codec import AvroCodec
 from agentlog.streams.consumer import Delivered
 from agentlog.tuning import raise_gc_threshold
 from agentlog.workflow import WorkflowRegistry
 from tests.bench.e2e import chain_spec
+from tests.bench.pingpong import task_completed
 
 PARTITIONS = 12
 
@@ -59,21 +54,6 @@ def _request(spec: dict[str, Any]) -> WorkflowRequested:
         spec=spec,
         input={},
         labels={},
-    )
-
-
-def _answer(task: TaskRequested) -> TaskCompleted:
-    return TaskCompleted(
-        envelope=new_envelope(
-            "TaskCompleted", task.workflow_id, source="agent", causation_id=task.envelope.event_id
-        ),
-        task_id=task.task_id,
-        workflow_id=task.workflow_id,
-        step=task.step,
-        attempt=task.attempt,
-        output=task.input,
-        usage=TaskUsage(input_tokens=0, output_tokens=0, cost_usd=0.0, latency_ms=0.0),
-        agent_id="bench",
     )
 
 
@@ -125,7 +105,7 @@ def run_round(args: argparse.Namespace) -> dict[str, float]:
         steps += len(outgoing)
         inbox = []
         for task in outgoing:  # the agents' side: not timed
-            inbox.append(_delivered(codec.encode(_answer(task)), task.workflow_id, offset))
+            inbox.append(_delivered(codec.encode(task_completed(task)), task.workflow_id, offset))
             offset += 1
     expected = args.workflows * args.steps
     if steps != expected:

@@ -20,7 +20,7 @@ from agentlog.schemas.events import Event
 from agentlog.settings import Settings
 from agentlog.streams.partitions import GroupWriter, read_partitions
 from agentlog.streams.producer import EventProducer
-from agentlog.streams.topics import JOURNAL, LOCKS, ensure_topics
+from agentlog.streams.topics import JOURNAL, LOCKS, TopicSpec, ensure_topics
 from tests.support.samples import sample_event
 
 pytestmark = pytest.mark.integration
@@ -31,15 +31,17 @@ def _group(size: int) -> list[Event]:
     return [sample_event(names[i % len(names)]) for i in range(size)]
 
 
-async def _settings(kafka_bootstrap: str) -> tuple[Settings, str]:
+async def _settings(
+    kafka_bootstrap: str, spec: TopicSpec = LOCKS, partitions: int = 2
+) -> tuple[Settings, str]:
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=f"t{uuid.uuid4().hex[:10]}",
-        partitions=2,
+        partitions=partitions,
         source="test",
     )
-    await ensure_topics(settings, [LOCKS])
-    return settings, settings.topic(LOCKS.name)
+    await ensure_topics(settings, [spec])
+    return settings, settings.topic(spec.name)
 
 
 async def test_read_partitions_returns_every_event_when_the_last_batch_holds_several(
@@ -89,20 +91,14 @@ async def test_a_clients_history_holds_the_tail_of_a_journal_batch_one_poll_cann
     kafka_bootstrap: str,
 ) -> None:
     """``AgentlogClient.history`` stops at the reported end offset too (``agentlog status``)."""
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}",
-        partitions=1,
-        source="test",
-    )
-    await ensure_topics(settings, [JOURNAL])
+    settings, journal = await _settings(kafka_bootstrap, JOURNAL, partitions=1)
     workflow_id = str(uuid.uuid4())
     others = [[sample_event("StepScheduled") for _ in range(100)] for _ in range(4)]
     # the last batch: 300 events, this workflow's at its end (offsets 600-699)
     mine = [sample_event("StepScheduled", workflow_id=workflow_id) for _ in range(100)]
     last = [sample_event("StepScheduled") for _ in range(200)] + mine
     async with EventProducer(settings) as producer:
-        writer = GroupWriter(producer, settings.topic(JOURNAL.name), key=lambda e: e.workflow_id)
+        writer = GroupWriter(producer, journal, key=lambda e: e.workflow_id)
         for group in [*others, last]:
             await writer.append(0, [group])
     async with AgentlogClient(settings) as client:
