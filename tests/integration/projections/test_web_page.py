@@ -233,12 +233,20 @@ async def test_the_page_shows_workflows_timelines_and_charts(
         workflow_id = chosen["workflow_id"]
         timeline = (await http.get(f"/workflows/{workflow_id}/timeline")).json()["steps"]
         assert timeline
-        page = await render(
-            chromium,
-            f"{base}/ui/#/workflows/{workflow_id}",
-            tmp_path / "p2",
-            shots / "workflow.png" if shots else None,
-        )
+        history = await http.get(f"/workflows/{workflow_id}/history", params={"limit": 500})
+        for attempt in range(3):
+            page = await render(
+                chromium,
+                f"{base}/ui/#/workflows/{workflow_id}",
+                tmp_path / f"p2-{attempt}",
+                shots / "workflow.png" if shots and not attempt else None,
+            )
+            # the event table fills from a stream; on a loaded machine its first chunk
+            # once came after chromium's virtual-time budget (a clean-clone CI run with
+            # Kafka's JVM busy): render again then; every event is still required below
+            (events,) = page.find("tbody", data_role="events")
+            if len(page.children(events, "tr")) == len(history.json()["items"]):
+                break
         view = page.view()
         assert view.attrs.get("data-ready") == "true", view.text[:2000]
         assert workflow_id in page.find("h1")[0].text
@@ -251,8 +259,6 @@ async def test_the_page_shows_workflows_timelines_and_charts(
         assert len(page.find("rect", class_="span")) == len(timeline)
         assert page.find("svg", class_="timeline")
         # the event history, every event of it, arrived through the live tail
-        history = await http.get(f"/workflows/{workflow_id}/history", params={"limit": 500})
-        (events,) = page.find("tbody", data_role="events")
         rows = page.children(events, "tr")
         assert len(rows) == len(history.json()["items"])
         assert sorted(page.children(row, "td")[2].text for row in rows) == sorted(
