@@ -51,4 +51,4 @@ def default_partitioner(key: bytes | None, all_partitions: list[int], available:
     """
     if key is None:
         return random.choice(available or all_partitions)  # noqa: S311 - spreading load, not secrets
-    return all_partitions[(murmur2(key) & _POSITIVE) % len(all_partitions)]
+    return all_partitions[partition_of(key, len(all_partitions))]

@@ -18,7 +18,7 @@ from agentlog.schemas.events import Event
 from agentlog.settings import Settings
 from agentlog.streams.capabilities import supports_idempotence
 from agentlog.streams.codec import AvroCodec
-from agentlog.streams.partitioner import default_partitioner, murmur2
+from agentlog.streams.partitioner import default_partitioner, partition_of
 from agentlog.streams.tracing import HEADER as TRACEPARENT_HEADER
 
 logger = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ def _group_by_partition(
     count = len(partitions)
     by_partition: dict[int, list[int]] = {}
     for index, (key, _, _) in enumerate(records):
-        partition = partitions[(murmur2(key) & 0x7FFFFFFF) % count]
+        partition = partitions[partition_of(key, count)]
         by_partition.setdefault(partition, []).append(index)
     return by_partition
 

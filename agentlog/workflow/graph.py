@@ -110,7 +110,8 @@ class Plan:
         sinks: steps no other step depends on, in order.
         signals: names of the signals some step waits for.
         locked: steps that declare locks, in order.
-        templated: steps whose input has a ``${...}`` placeholder.
+        reads_context: steps that evaluate expressions when they start: a
+            ``when``, a ``for_each`` or a ``${...}`` placeholder in their input.
     """
 
     spec: WorkflowSpec
@@ -123,7 +124,7 @@ class Plan:
     sinks: tuple[str, ...]
     signals: frozenset[str]
     locked: tuple[str, ...]
-    templated: frozenset[str]
+    reads_context: frozenset[str]
 
     @classmethod
     def of(cls, spec: WorkflowSpec) -> Plan:
@@ -160,7 +161,11 @@ class Plan:
             sinks=tuple(name for name in order if name not in depended_on),
             signals=frozenset(s.signal for s in spec.steps if s.signal is not None),
             locked=tuple(name for name in order if spec.step(name).locks),
-            templated=frozenset(s.name for s in spec.steps if _has_placeholder(s.input)),
+            reads_context=frozenset(
+                s.name
+                for s in spec.steps
+                if s.when is not None or s.for_each is not None or _has_placeholder(s.input)
+            ),
         )
 
 

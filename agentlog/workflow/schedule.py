@@ -88,10 +88,8 @@ def start_step(batch: Batch, view: WorkflowState, name: str) -> None:
     spec = view.plan.steps[name]
     run = view.steps[name].run
     wf = view.workflow_id
-    if spec.when is None and spec.for_each is None and name not in view.plan.templated:
-        context: JsonContext = {}  # nothing reads it: building it costs O(steps)
-    else:
-        context = step_context(view, name)
+    # building the context costs O(steps); most steps read none of it
+    context = step_context(view, name) if name in view.plan.reads_context else {}
     try:
         if spec.when is not None and not truthy(evaluate(spec.when, context)):
             skip = skip_id(wf, name, run)

@@ -61,16 +61,12 @@ def replace(obj: T, /, **changes: Any) -> T:
     Raises:
         TypeError: ``obj`` is not a slotted dataclass, or a change names no field.
     """
-    compiled, copy, names = _COPIERS.get(type(obj)) or _copier_of(type(obj))
+    compiled, _, _ = _COPIERS.get(type(obj)) or _copier_of(type(obj))
     if compiled is not None:
         new: T = compiled(obj, changes)
         if new is not NotImplemented:
             return new
-    if not names.issuperset(changes):
-        unknown = sorted(set(changes) - names)
-        raise TypeError(f"{type(obj).__name__} has no field {', '.join(unknown)}")
-    copied: T = copy(obj, changes)
-    return copied
+    return python_replace(obj, **changes)
 
 
 def python_replace(obj: T, /, **changes: Any) -> T:

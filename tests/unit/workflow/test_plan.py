@@ -16,6 +16,8 @@ def _spec() -> WorkflowSpec:
         .step(
             "nested", agent="x", input={"a": [{"b": "PR ${steps.fixed.output}"}]}, after=["fixed"]
         )
+        .step("conditional", agent="x", input={"n": 2}, when="input.go", after=["fixed"])
+        .step("fan-out", agent="x", input={"n": 3}, for_each="input.items", after=["fixed"])
         .build()
     )
 
@@ -36,8 +38,9 @@ def test_equal_spec_objects_get_equal_plans_of_their_own() -> None:
     assert Plan.of(other) == Plan.of(spec)
 
 
-def test_templated_names_the_steps_whose_input_has_a_placeholder() -> None:
-    assert Plan.of(_spec()).templated == frozenset({"templated", "nested"})
+def test_reads_context_names_the_steps_that_evaluate_expressions_when_they_start() -> None:
+    expected = frozenset({"templated", "nested", "conditional", "fan-out"})
+    assert Plan.of(_spec()).reads_context == expected
 
 
 def test_parsing_the_same_json_twice_shares_spec_and_plan() -> None:
