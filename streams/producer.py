@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
@@ -27,6 +27,10 @@ Headers = list[tuple[str, bytes]]
 _START_TIMEOUT_S = 10.0
 # aiokafka's default, stated so that send_batch checks records against the same bound.
 _MAX_REQUEST_SIZE = 1_048_576
+# A record's framing beyond its key and value bytes is at most ~40 bytes (varints,
+# attributes) and a batch's header 61, so a headerless record whose key and value
+# stay under this bound fits a request without computing its exact size.
+_CHECK_SIZE_ABOVE = _MAX_REQUEST_SIZE - 1024
 
 
 class EventProducer:
@@ -157,7 +161,7 @@ class EventProducer:
 
     async def send_batch(
         self, topic: str, events: Iterable[Event], *, headers: Headers | None = None
-    ) -> list[RecordMetadata]:
+    ) -> Sequence[RecordMetadata]:
         """Append many events and wait until the broker acknowledged all of them.
 
         The batch form of :meth:`send`; see :meth:`enqueue_batch`.
@@ -170,7 +174,7 @@ class EventProducer:
 
     async def enqueue_batch(
         self, topic: str, events: Iterable[Event], *, headers: Headers | None = None
-    ) -> asyncio.Future[list[RecordMetadata]]:
+    ) -> asyncio.Future[Sequence[RecordMetadata]]:
         """Queue many events at once and return one future for all their acknowledgements.
 
         Equivalent to :meth:`enqueue` for each event in turn (same keys, partitions,
@@ -194,7 +198,9 @@ class EventProducer:
             headers: extra record headers for every event (the traceparent is added).
 
         Returns:
-            A future of the metadata of each event, in the order given.
+            A future of the metadata of each event, in the order given (a
+            :class:`BatchMetadata`: built when first read, as most callers only
+            wait for the acknowledgement).
 
         Raises:
             SchemaError: an event does not fit its schema (nothing was queued).
@@ -205,34 +211,33 @@ class EventProducer:
         records: list[tuple[bytes, bytes, Headers]] = []
         for event in events:
             envelope = event.envelope
-            record_headers = _with_traceparent(headers, envelope.traceparent) or []
+            traceparent = envelope.traceparent
+            record_headers = (
+                (_with_traceparent(headers, traceparent) or []) if headers or traceparent else []
+            )
             value, key = encode(event), envelope.key.encode()
-            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, record_headers)
-            if size > _MAX_REQUEST_SIZE:
-                raise MessageSizeTooLargeError(
-                    f"{envelope.type} {envelope.event_id} is {size} bytes encoded, more than "
-                    f"the {_MAX_REQUEST_SIZE} bytes of a request; keep large payloads out of events"
-                )
+            if len(value) + len(key) > _CHECK_SIZE_ABOVE or record_headers:
+                _check_size(envelope, key, value, record_headers)
             records.append((key, value, record_headers))
         loop = asyncio.get_running_loop()
-        result: asyncio.Future[list[RecordMetadata]] = loop.create_future()
+        result: asyncio.Future[Sequence[RecordMetadata]] = loop.create_future()
         if not records:
-            result.set_result([])
+            result.set_result(BatchMetadata([], 0))
             return result
         by_partition = _group_by_partition(records, sorted(await self.partitions_for(topic)))
-        acks: list[tuple[asyncio.Future[RecordMetadata], list[tuple[int, int, int]]]] = []
+        acks: _Acks = []
         for partition, indexed in by_partition.items():
             builder = producer.create_batch()
+            append = builder.append
             placed: list[tuple[int, int, int]] = []  # (index in records, offset in batch, time)
             for index in indexed:
                 key, value, record_headers = records[index]
-                meta = builder.append(timestamp=None, key=key, value=value, headers=record_headers)
+                meta = append(timestamp=None, key=key, value=value, headers=record_headers)
                 if meta is None:  # full: submit it and start the next batch
                     acks.append((await _submit(producer, builder, topic, partition), placed))
                     builder, placed = producer.create_batch(), []
-                    meta = builder.append(
-                        timestamp=None, key=key, value=value, headers=record_headers
-                    )
+                    append = builder.append
+                    meta = append(timestamp=None, key=key, value=value, headers=record_headers)
                 placed.append((index, meta.offset, meta.timestamp))
             acks.append((await _submit(producer, builder, topic, partition), placed))
         _resolve_when_acked(result, acks, len(records))
@@ -288,6 +293,8 @@ def _group_by_partition(
     if not partitions:
         raise KafkaError("no partitions known for the topic")
     count = len(partitions)
+    if count == 1:
+        return {partitions[0]: list(range(len(records)))}
     by_partition: dict[int, list[int]] = {}
     for index, (key, _, _) in enumerate(records):
         partition = partitions[partition_of(key, count)]
@@ -305,10 +312,20 @@ async def _submit(
     return future
 
 
+def _check_size(envelope: Any, key: bytes, value: bytes, headers: Headers) -> None:
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+    if size > _MAX_REQUEST_SIZE:
+        raise MessageSizeTooLargeError(
+            f"{envelope.type} {envelope.event_id} is {size} bytes encoded, more than "
+            f"the {_MAX_REQUEST_SIZE} bytes of a request; keep large payloads out of events"
+        )
+
+
+_Acks = list[tuple["asyncio.Future[RecordMetadata]", list[tuple[int, int, int]]]]
+
+
 def _resolve_when_acked(
-    result: asyncio.Future[list[RecordMetadata]],
-    acks: list[tuple[asyncio.Future[RecordMetadata], list[tuple[int, int, int]]]],
-    total: int,
+    result: asyncio.Future[Sequence[RecordMetadata]], acks: _Acks, total: int
 ) -> None:
     """Complete ``result`` with per-event metadata once every batch is acknowledged."""
     pending = len(acks)
@@ -323,16 +340,52 @@ def _resolve_when_acked(
         if error is not None:
             result.set_exception(error)
         elif not pending:
-            result.set_result(_per_event(acks, total))
+            result.set_result(BatchMetadata(acks, total))
 
     for future, _ in acks:
         future.add_done_callback(done)
 
 
-def _per_event(
-    acks: list[tuple[asyncio.Future[RecordMetadata], list[tuple[int, int, int]]]], total: int
-) -> list[RecordMetadata]:
-    """What :meth:`AIOKafkaProducer.send` would have reported for each record of the batches."""
+class BatchMetadata(Sequence[RecordMetadata]):
+    """What :meth:`AIOKafkaProducer.send` would have reported for each event of a batch call.
+
+    A read-only sequence in the order of the call. The per-event records are
+    made on first access: the orchestrator and the agents only wait for the
+    acknowledgement, and making them cost about as much as appending the record.
+    """
+
+    __slots__ = ("_acks", "_items", "_total")
+
+    def __init__(self, acks: _Acks, total: int) -> None:
+        self._acks = acks
+        self._total = total
+        self._items: list[RecordMetadata] | None = None
+
+    def __len__(self) -> int:
+        return self._total
+
+    @overload
+    def __getitem__(self, index: int) -> RecordMetadata: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[RecordMetadata]: ...
+    def __getitem__(self, index: int | slice) -> RecordMetadata | list[RecordMetadata]:
+        if self._items is None:
+            self._items = _per_event(self._acks, self._total)
+        return self._items[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"BatchMetadata({list(self)!r})"
+
+
+def _per_event(acks: _Acks, total: int) -> list[RecordMetadata]:
+    """The metadata of each record of the batches, in call order."""
     out: list[Any] = [None] * total
     for future, placed in acks:
         base = future.result()

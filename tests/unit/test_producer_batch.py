@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import RecordMetadata, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agentlog.streams.producer import (
+    _CHECK_SIZE_ABOVE,
+    _MAX_REQUEST_SIZE,
+    BatchMetadata,
     _group_by_partition,
     _resolve_when_acked,
     _with_traceparent,
@@ -52,7 +57,7 @@ def _ack(topic: str, partition: int, offset: int, timestamp: int) -> RecordMetad
 async def test_acknowledgements_become_per_event_metadata_in_call_order() -> None:
     loop = asyncio.get_running_loop()
     first, second, third = (loop.create_future() for _ in range(3))
-    result: asyncio.Future[list[RecordMetadata]] = loop.create_future()
+    result: asyncio.Future[Sequence[RecordMetadata]] = loop.create_future()
     # events 0, 2, 3 went to partition 1 in two batches; event 1 to partition 0
     acks = [(first, [(0, 0, 10), (2, 1, 11)]), (second, [(3, 0, 12)]), (third, [(1, 0, 13)])]
     _resolve_when_acked(result, acks, 4)
@@ -73,7 +78,7 @@ async def test_acknowledgements_become_per_event_metadata_in_call_order() -> Non
 async def test_a_failed_batch_fails_the_whole_call() -> None:
     loop = asyncio.get_running_loop()
     ok, failed, cancelled = (loop.create_future() for _ in range(3))
-    result: asyncio.Future[list[RecordMetadata]] = loop.create_future()
+    result: asyncio.Future[Sequence[RecordMetadata]] = loop.create_future()
     _resolve_when_acked(result, [(ok, [(0, 0, 1)]), (failed, [(1, 0, 1)]), (cancelled, [])], 2)
     ok.set_result(_ack("t", 0, 1, -1))
     failed.set_exception(KafkaTimeoutError())
@@ -81,3 +86,34 @@ async def test_a_failed_batch_fails_the_whole_call() -> None:
     with pytest.raises(KafkaTimeoutError):
         await result
     await asyncio.sleep(0)  # every callback ran and retrieved its future's outcome
+
+
+@pytest.mark.parametrize("key_len", [0, 36, 1000])
+def test_records_the_exact_size_check_skips_fit_a_request(key_len: int) -> None:
+    # enqueue_batch skips the exact size for headerless records up to this many key and
+    # value bytes: the largest such record, with the largest varints, must still fit
+    value = b"x" * (_CHECK_SIZE_ABOVE - key_len)
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(b"k" * key_len, value, [])
+    assert size <= _MAX_REQUEST_SIZE
+
+
+def test_batch_metadata_is_a_sequence_built_on_first_read() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        first, second = loop.create_future(), loop.create_future()
+        first.set_result(_ack("t", 1, 100, -1))
+        second.set_result(_ack("t", 0, 7, -1))
+        metadata = BatchMetadata([(first, [(0, 0, 10), (2, 1, 11)]), (second, [(1, 0, 12)])], 3)
+        assert metadata._items is None
+        assert len(metadata) == 3
+        assert [m.offset for m in metadata] == [100, 7, 101]
+        assert metadata[-1].offset == 101
+        assert [m.offset for m in metadata[:2]] == [100, 7]
+        assert metadata == list(metadata)
+        assert metadata not in ([], "abc")
+        with pytest.raises(IndexError):
+            metadata[3]
+        assert BatchMetadata([], 0) == []
+        assert not BatchMetadata([], 0)
+    finally:
+        loop.close()
