@@ -31,8 +31,12 @@ Rounds (``--rounds``, default 3) each measure the raw baseline first, then
 the steps with fresh processes and topics (on a fresh embedded broker per
 round); medians over rounds are reported.
 
+``--orchestrators N`` runs N orchestrator processes in one consumer group
+(the partitions are split among them before anything is measured; their CPU
+is reported summed), as a deployment scales the orchestrator out.
+
 Run: ``python -m tests.bench.e2e`` (embedded Tansu) or with ``--bootstrap``;
-``--profile DIR`` runs both processes under cProfile
+``--profile DIR`` runs the processes under cProfile
 (``orchestrator-<round>.prof``, ``agent-<round>.prof``).
 """
 
@@ -250,23 +254,37 @@ async def measure(
     os.environ["AGENTLOG_PARTITIONS"] = str(args.partitions)  # the topics the processes create
     common = ["--kafka", bootstrap, "--topic-prefix", prefix]
     prof = Path(args.profile) if args.profile else None
-    orchestrator = _spawn(
-        ["agentlog.agents.orchestrator", *common],
-        logs / f"orchestrator-{round_no}.log",
-        prof / f"orchestrator-{round_no}.prof" if prof else None,
-    )
+    names = [f"orchestrator-{round_no}{suffix}" for suffix in _suffixes(args.orchestrators)]
+    orchestrators = [
+        _spawn(
+            ["agentlog.agents.orchestrator", *common],
+            logs / f"{name}.log",
+            prof / f"{name}.prof" if prof else None,
+        )
+        for name in names
+    ]
     agent = _spawn(
         ["agentlog.agents.runtime", "run", "tests.bench.e2e:NOOP", *common],
         logs / f"agent-{round_no}.log",
         prof / f"agent-{round_no}.prof" if prof else None,
     )
-    procs = [orchestrator, agent]
-    # whose CPU is measured: both processes, and the broker when it is our child
-    pids = [orchestrator.pid, agent.pid, *([broker_pid] if broker_pid else [])]
+    procs = [*orchestrators, agent]
+    # whose CPU is measured: the processes, and the broker when it is our child
+    pids = [p.pid for p in procs] + ([broker_pid] if broker_pid else [])
+    who = ["orchestrator"] * len(orchestrators) + ["agent"] + (["broker"] if broker_pid else [])
     try:
         spec = chain_spec(args.steps)
         async with AgentlogClient(settings) as client:
             await _run_workflows(client, spec, 2, concurrent=False)  # warm-up, group joins
+            if len(orchestrators) > 1:  # until the group has split the partitions among them
+                await _until_split(
+                    [
+                        logs / f"orchestrator-{round_no}{x}.log"
+                        for x in _suffixes(len(orchestrators))
+                    ],
+                    args.partitions,
+                )
+                await _run_workflows(client, spec, 2, concurrent=False)
             seq = await _run_workflows(client, spec, args.sequential, concurrent=False)
             idle_before = [cpu_seconds(pid) for pid in pids]
             await asyncio.sleep(_IDLE_S)  # what the processes burn with nothing to do
@@ -291,16 +309,40 @@ async def measure(
         "burst_wall_s": wall,
         **_segments(events, tasks, answers, set(seq)),
     }
-    for i, who in enumerate(("orchestrator", "agent", "broker")[: len(pids)]):
+    cpu: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # per role: idle share, us/step
+    for i, role in enumerate(who):
         idle0, idle1, before, after = idle_before[i], cpu_before[i], cpu_before[i], cpu_after[i]
         if idle0 is None or idle1 is None or before is None or after is None:
             continue
         idle_rate = (idle1 - idle0) / _IDLE_S
         # CPU seconds per step beyond what the process burns idle (polling every 5 ms)
         per_step = (after - before - idle_rate * wall) / (args.workflows * args.steps)
-        result[f"{who}_idle_cpu_share"] = idle_rate
-        result[f"{who}_cpu_us_per_step"] = per_step * 1e6
+        cpu[role][0] += idle_rate
+        cpu[role][1] += per_step * 1e6
+    for role, (idle_share, us_per_step) in cpu.items():  # orchestrators summed
+        result[f"{role}_idle_cpu_share"] = idle_share
+        result[f"{role}_cpu_us_per_step"] = us_per_step
     return result
+
+
+def _suffixes(count: int) -> list[str]:
+    return [""] if count == 1 else [f"-{k}" for k in range(1, count + 1)]
+
+
+async def _until_split(logs: list[Path], partitions: int, timeout_s: float = 60) -> None:
+    """Until each orchestrator's last assignment (from its log) is its share of all partitions."""
+    deadline = time.monotonic() + timeout_s
+    owned: list[list[int]] = []
+    while time.monotonic() < deadline:
+        owned = []
+        for log in logs:
+            lines = [ln for ln in log.read_text().splitlines() if "assigned partitions" in ln]
+            owned.append(json.loads(lines[-1].rsplit("partitions", 1)[1]) if lines else [])
+        flat = sorted(p for parts in owned for p in parts)
+        if all(owned) and flat == list(range(partitions)):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"the orchestrators did not split the {partitions} partitions: {owned}")
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
@@ -392,7 +434,13 @@ def main(argv: list[str] | None = None) -> int:
         default=6,
         help="partitions per topic (default 6, agentlog's default; the raw ping-pong uses 1)",
     )
-    parser.add_argument("--profile", help="directory for cProfile output of both processes")
+    parser.add_argument(
+        "--orchestrators",
+        type=int,
+        default=1,
+        help="orchestrator processes in one group, sharing the partitions (default 1)",
+    )
+    parser.add_argument("--profile", help="directory for cProfile output of the processes")
     parser.add_argument("--json", help="also write the summary to this file")
     parser.add_argument(
         "--logs", help="keep the processes' logs in this directory (default: a temporary one)"

@@ -27,8 +27,10 @@ Variants:
 - ``agentlog-batch``: the same events, but what the client sends at once and
   each echo poll's answers go through ``EventProducer.enqueue_batch``.
 
-Variants alternate for ``--rounds`` rounds; medians are reported, and the
-throughput ratios against ``raw`` and ``raw-batch`` of the same run.
+Variants alternate for ``--rounds`` rounds, each round on a fresh embedded
+broker and starting with the next variant (so that none is always measured
+last, on the most loaded broker); medians are reported, and the throughput
+ratios against ``raw`` and ``raw-batch`` of the same run.
 
 Run: ``python -m tests.bench.pingpong`` (starts an embedded Tansu broker) or
 ``AGENTLOG_KAFKA_BOOTSTRAP=host:port python -m tests.bench.pingpong``.
@@ -334,30 +336,40 @@ def _cpu_s(echo_pid: int | None) -> float:
 
 async def amain(args: argparse.Namespace) -> list[Result]:
     bootstrap = args.bootstrap or os.environ.get("AGENTLOG_KAFKA_BOOTSTRAP")
-    if bootstrap:
-        return await _rounds(bootstrap, args)
-    import tempfile
-    from pathlib import Path
-
-    from agentlog.streams.embedded.tansu import TansuLauncher
-
-    with tempfile.TemporaryDirectory(prefix="agentlog-bench-") as tmp:
-        async with TansuLauncher(Path(tmp)) as broker:
-            return await _rounds(broker.bootstrap, args)
-
-
-async def _rounds(bootstrap: str, args: argparse.Namespace) -> list[Result]:
     results = []
     for r in range(args.rounds):
-        for variant in args.variants:
-            res = await run_variant(variant, bootstrap, args)
-            print(
-                f"round {r + 1}/{args.rounds} {variant:13s} p50={res.p50_ms:.2f} ms "
-                f"p99={res.p99_ms:.2f} ms  {res.round_trips_per_s:,.0f} rt/s  "
-                f"{res.cpu_us_per_rt:.0f} us CPU/rt",
-                flush=True,
-            )
-            results.append(res)
+        # each round starts with another variant, so none is always measured last
+        shift = r % len(args.variants)
+        variants = args.variants[shift:] + args.variants[:shift]
+        if bootstrap:
+            results += await _round(bootstrap, variants, r, args)
+            continue
+        import tempfile
+        from pathlib import Path
+
+        from agentlog.streams.embedded.tansu import TansuLauncher
+
+        # a fresh broker per round: the memory-only Tansu slows down as the records of
+        # earlier rounds pile up, which would favour the variants measured first
+        with tempfile.TemporaryDirectory(prefix="agentlog-bench-") as tmp:
+            async with TansuLauncher(Path(tmp)) as broker:
+                results += await _round(broker.bootstrap, variants, r, args)
+    return results
+
+
+async def _round(
+    bootstrap: str, variants: list[str], r: int, args: argparse.Namespace
+) -> list[Result]:
+    results = []
+    for variant in variants:
+        res = await run_variant(variant, bootstrap, args)
+        print(
+            f"round {r + 1}/{args.rounds} {variant:13s} p50={res.p50_ms:.2f} ms "
+            f"p99={res.p99_ms:.2f} ms  {res.round_trips_per_s:,.0f} rt/s  "
+            f"{res.cpu_us_per_rt:.0f} us CPU/rt",
+            flush=True,
+        )
+        results.append(res)
     return results
 
 
