@@ -49,7 +49,9 @@ class Settings:
     topic_prefix: str = "agentlog"
     partitions: int = 6
     replication_factor: int = 1
-    fetch_max_wait_ms: int = 5
+    #: Consumer fetch wait (ms); None: chosen per broker at connect
+    #: (:func:`agentlog.streams.capabilities.fetch_wait_ms`).
+    fetch_max_wait_ms: int | None = None
     linger_ms: int = 0
     #: Generation-0 threshold of Python's garbage collector in agentlog's service
     #: processes (orchestrator, lock manager, agent pools): raised to this at their
@@ -132,7 +134,8 @@ class Settings:
             )
         _check_range("AGENTLOG_PARTITIONS", self.partitions, 1, 10_000)
         _check_range("AGENTLOG_REPLICATION_FACTOR", self.replication_factor, 1, 32)
-        _check_range("AGENTLOG_FETCH_MAX_WAIT_MS", self.fetch_max_wait_ms, 0, 60_000)
+        if self.fetch_max_wait_ms is not None:
+            _check_range("AGENTLOG_FETCH_MAX_WAIT_MS", self.fetch_max_wait_ms, 0, 60_000)
         _check_range("AGENTLOG_LINGER_MS", self.linger_ms, 0, 60_000)
         _check_range("AGENTLOG_GC_THRESHOLD", self.gc_threshold, 0, 10_000_000)
         if self.default_workflow_timeout_ms is not None:
@@ -220,6 +223,7 @@ _EMPTY_IS_UNSET = (
     "api_token",
     "api_port",
     "default_workflow_timeout_ms",
+    "fetch_max_wait_ms",
 )
 _SECURITY_ENV: dict[str, str] = {
     "kafka_security_protocol": "protocol",

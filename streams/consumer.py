@@ -7,9 +7,10 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
@@ -17,6 +18,7 @@ from agentlog.errors import ConfigError, ConnectError, DecodeError
 from agentlog.schemas.events import Event
 from agentlog.schemas.slots import install_slot_init
 from agentlog.settings import Settings
+from agentlog.streams.capabilities import SHORT_FETCH_WAIT_MS, fetch_wait_ms
 from agentlog.streams.codec import AvroCodec
 from agentlog.streams.deadletter import DeadLetterWriter
 from agentlog.streams.topics import spec_for
@@ -96,6 +98,7 @@ class EventConsumer:
         auto_offset_reset: str = "earliest",
         max_records: int | None = 500,
         client_id: str | None = None,
+        assignors: Sequence[type[AbstractPartitionAssignor]] = (),
     ) -> None:
         """Args:
         settings: cluster address, fetch wait, topic prefix.
@@ -111,6 +114,8 @@ class EventConsumer:
             poll inside a batch), which readers that stop at a reported end
             offset need (:func:`agentlog.streams.partitions.read_partitions`).
         client_id: Kafka client id.
+        assignors: the partition assignors offered to the group (default
+            aiokafka's round-robin), e.g. the range assignor for co-partitioned topics.
         """
         if settings.kafka_bootstrap is None:
             raise ConfigError(
@@ -127,16 +132,22 @@ class EventConsumer:
         self._rebalance = rebalance
         self._max_records = max_records
         self._allowed = {t: _allowed_types(settings, t) for t in self._topics}
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=client_id or f"{settings.source}-consumer",
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset=auto_offset_reset,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            max_poll_records=max_records,
+        self._options: dict[str, Any] = {
+            "bootstrap_servers": settings.kafka_bootstrap,
+            "client_id": client_id or f"{settings.source}-consumer",
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": auto_offset_reset,
+            "max_poll_records": max_records,
             **settings.kafka_client_options(),
-        )
+        }
+        if assignors:
+            self._options["partition_assignment_strategy"] = tuple(assignors)
+        #: The fetch wait in use; with AGENTLOG_FETCH_MAX_WAIT_MS unset, the broker's
+        #: is known at :meth:`start` (until then the short one).
+        explicit = settings.fetch_max_wait_ms
+        self.fetch_wait_ms = SHORT_FETCH_WAIT_MS if explicit is None else explicit
+        self._consumer = AIOKafkaConsumer(fetch_max_wait_ms=self.fetch_wait_ms, **self._options)
         self._started = False
         self._next_offsets: dict[TopicPartition, int] = {}
 
@@ -144,6 +155,14 @@ class EventConsumer:
         """Connect and subscribe; idempotent. Raises ConnectError naming the setting."""
         if self._started:
             return
+        wait = await fetch_wait_ms(self._settings)  # ConnectError if unreachable
+        if wait != self.fetch_wait_ms:  # not started yet: rebuilt with it
+            assigned = self._consumer.assignment()
+            await self._consumer.stop()  # never started: closes nothing but its bookkeeping
+            self._consumer = AIOKafkaConsumer(fetch_max_wait_ms=wait, **self._options)
+            self.fetch_wait_ms = wait
+            if assigned:
+                self._consumer.assign(list(assigned))
         try:
             await asyncio.wait_for(self._consumer.start(), _START_TIMEOUT_S)
         except (KafkaConnectionError, KafkaError, OSError, TimeoutError) as e:

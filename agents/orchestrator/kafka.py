@@ -1,12 +1,11 @@
-"""Consumer options the streams layer does not expose yet (one place, to remove later).
+"""Consumer details the streams layer does not expose yet (one place, to remove later).
 
-``EventConsumer`` builds its ``AIOKafkaConsumer`` with aiokafka's default
-round-robin assignor and has no ``pause``. The orchestrator needs the range
-assignor (partition ``p`` of every co-partitioned topic to the same member)
-and must not fetch a half-owned partition. Both helpers reach into the
-``EventConsumer``; they fail loudly if its internals change.
+``EventConsumer`` has no ``pause`` and does not report its assignors. The
+orchestrator must not fetch a half-owned partition, and reports that it
+offers the range assignor (``EventConsumer(assignors=...)``). Both helpers
+reach into the ``EventConsumer``; they fail loudly if its internals change.
 
-TODO(streams): ``EventConsumer(assignors=...)`` and ``EventConsumer.pause()``.
+TODO(streams): ``EventConsumer.pause()``.
 """
 
 from __future__ import annotations
@@ -14,30 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import TopicPartition
 
 from agentlog.streams.consumer import EventConsumer
 
-_STRATEGY = "_partition_assignment_strategy"
-
-
-def use_range_assignor(consumer: EventConsumer) -> None:
-    """Make a not yet started ``consumer`` join its group with the range assignor.
-
-    With the range assignor, every member subscribed to topics of equal
-    partition counts gets the same partition numbers of each topic.
-
-    Raises:
-        RuntimeError: the consumer's internals changed; add the option to EventConsumer.
-    """
-    inner = _inner(consumer)
-    if not hasattr(inner, _STRATEGY):
-        raise RuntimeError(
-            "cannot set the range assignor on this aiokafka version; "
-            "add an assignors option to EventConsumer"
-        )
-    setattr(inner, _STRATEGY, (RangePartitionAssignor,))
+_STRATEGY = "_partition_assignment_strategy"  # set from EventConsumer(assignors=...)
 
 
 def assignor_names(consumer: EventConsumer) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
@@ -58,7 +59,7 @@ from agentlog.workflow import (
 from .breaker import CircuitBreakers, circuit_event
 from .inputs import BatchDecider, Outcome
 from .journal import JournalWriter, read_journal
-from .kafka import assignor_names, pause, use_range_assignor
+from .kafka import assignor_names, pause
 from .partition import PartitionState
 from .publish import TaskPublisher
 from .routing import co_owned
@@ -226,8 +227,9 @@ class Orchestrator:
                 rebalance=_Rebalance(self),
                 max_records=self.config.max_batch,
                 client_id=f"{self.settings.source}-orchestrator",
+                # partition p of every co-partitioned topic to the same member
+                assignors=(RangePartitionAssignor,),
             )
-            use_range_assignor(consumer)
             await stack.enter_async_context(consumer)
             self._producer, self._consumer = producer, consumer
             self._stack = stack.pop_all()

@@ -112,11 +112,11 @@ def task_completed(req: TaskRequested) -> TaskCompleted:
 
 
 async def _raw_echo(
-    bootstrap: str, req_topic: str, rep_topic: str, ready: Any, batched: bool
+    bootstrap: str, req_topic: str, rep_topic: str, ready: Any, batched: bool, *, wait_ms: int
 ) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
-        fetch_max_wait_ms=FETCH_WAIT_MS,
+        fetch_max_wait_ms=wait_ms,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
@@ -154,9 +154,9 @@ async def _raw_send_batch(
 
 
 async def _agentlog_echo(
-    bootstrap: str, req_topic: str, rep_topic: str, ready: Any, batched: bool
+    bootstrap: str, req_topic: str, rep_topic: str, ready: Any, batched: bool, *, wait_ms: int
 ) -> None:
-    settings = _settings(bootstrap)
+    settings = _settings(bootstrap, wait_ms)
     async with (
         EventProducer(settings) as producer,
         EventConsumer(settings, group_id=None, dead_letters=None, max_records=1000) as consumer,
@@ -176,16 +176,18 @@ async def _agentlog_echo(
                 await producer.enqueue(rep_topic, reply)
 
 
-def _echo_main(variant: str, bootstrap: str, req: str, rep: str, ready: Any) -> None:
+def _echo_main(
+    variant: str, bootstrap: str, req: str, rep: str, ready: Any, *, wait_ms: int
+) -> None:
     fn = _raw_echo if variant.startswith("raw") else _agentlog_echo
-    asyncio.run(fn(bootstrap, req, rep, ready, variant in BATCHED))
+    asyncio.run(fn(bootstrap, req, rep, ready, variant in BATCHED, wait_ms=wait_ms))
 
 
 # ------------------------------------------------------------------- client side
 
 
-def _settings(bootstrap: str) -> Settings:
-    return Settings(kafka_bootstrap=bootstrap, fetch_max_wait_ms=FETCH_WAIT_MS, source="bench")
+def _settings(bootstrap: str, wait_ms: int) -> Settings:
+    return Settings(kafka_bootstrap=bootstrap, fetch_max_wait_ms=wait_ms, source="bench")
 
 
 class Client:
@@ -198,12 +200,12 @@ class Client:
 
 
 async def _raw_client(
-    bootstrap: str, req: str, rep: str, size: int, batched: bool
+    bootstrap: str, req: str, rep: str, size: int, batched: bool, *, wait_ms: int
 ) -> tuple[Client, Any]:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
-        fetch_max_wait_ms=FETCH_WAIT_MS,
+        fetch_max_wait_ms=wait_ms,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
@@ -235,9 +237,9 @@ async def _raw_client(
 
 
 async def _agentlog_client(
-    bootstrap: str, req: str, rep: str, size: int, batched: bool
+    bootstrap: str, req: str, rep: str, size: int, batched: bool, *, wait_ms: int
 ) -> tuple[Client, Any]:
-    settings = _settings(bootstrap)
+    settings = _settings(bootstrap, wait_ms)
     producer = EventProducer(settings)
     consumer = EventConsumer(settings, group_id=None, dead_letters=None, max_records=1000)
     await producer.start()
@@ -302,14 +304,20 @@ async def run_variant(variant: str, bootstrap: str, args: argparse.Namespace) ->
     )
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    echo = ctx.Process(target=_echo_main, args=(variant, bootstrap, req, rep, ready), daemon=True)
+    wait_ms = getattr(args, "fetch_wait_ms", FETCH_WAIT_MS)
+    echo = ctx.Process(
+        target=_echo_main,
+        args=(variant, bootstrap, req, rep, ready),
+        kwargs={"wait_ms": wait_ms},
+        daemon=True,
+    )
     echo.start()
     try:
         if not ready.wait(30):
             raise RuntimeError("echo process did not start")
         size = len(AvroCodec.default().encode(task_request(0, "wf")))
         make = _raw_client if variant.startswith("raw") else _agentlog_client
-        client, close = await make(bootstrap, req, rep, size, variant in BATCHED)
+        client, close = await make(bootstrap, req, rep, size, variant in BATCHED, wait_ms=wait_ms)
         try:
             await _latency(client, 50)  # warm-up
             samples = await _latency(client, args.latency_n)
@@ -405,6 +413,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-n", type=int, default=1000, help="sequential round trips")
     parser.add_argument("--throughput-n", type=int, default=30_000, help="pipelined round trips")
     parser.add_argument("--window", type=int, default=1000, help="requests in flight")
+    parser.add_argument(
+        "--fetch-wait-ms",
+        type=int,
+        default=FETCH_WAIT_MS,
+        help=f"consumers' fetch_max_wait_ms, every variant (default {FETCH_WAIT_MS})",
+    )
     parser.add_argument(
         "--variants",
         type=lambda text: text.split(","),

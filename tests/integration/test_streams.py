@@ -321,3 +321,24 @@ async def test_unreachable_broker_fails_fast_naming_the_setting() -> None:
     with pytest.raises(ConnectError, match=r"AGENTLOG_KAFKA_BOOTSTRAP='127\.0\.0\.1:1'"):
         await ensure_topics(settings)
     assert loop.time() - started < 15
+
+
+async def test_consumers_fetch_with_the_wait_the_broker_needs(
+    settings: Settings, broker: str
+) -> None:
+    # Tansu answers a fetch only when the wait runs out, Apache Kafka as data arrives
+    topic = settings.topic(REQUESTS.name)
+    tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+    consumer = EventConsumer(settings, group_id=None, dead_letters=None)
+    consumer.assign(tps)  # before start: kept when the wait is only known at start
+    async with consumer:
+        if broker in ("tansu", "kafka"):
+            assert consumer.fetch_wait_ms == (5 if broker == "tansu" else 100)
+        assert consumer.assignment() == set(tps)
+        async with EventProducer(settings) as producer:
+            sent = sample_event("CancelRequested")
+            await producer.send(topic, sent)
+        assert [d.event for d in await drain(consumer, 1)] == [sent]
+    explicit = dataclasses.replace(settings, fetch_max_wait_ms=20)
+    async with EventConsumer(explicit, group_id=None, dead_letters=None) as consumer:
+        assert consumer.fetch_wait_ms == 20

@@ -9,6 +9,7 @@ import pytest
 
 from agentlog.errors import ConfigError
 from agentlog.settings import KNOWN_VARIABLES, KafkaSecurity, Settings, check_bootstrap
+from agentlog.streams.capabilities import fetch_wait_ms
 
 
 def test_defaults_without_environment() -> None:
@@ -56,6 +57,18 @@ def test_empty_addresses_mean_unset() -> None:
     env = {"AGENTLOG_KAFKA_BOOTSTRAP": "", "AGENTLOG_POSTGRES_DSN": "", "AGENTLOG_REDIS_URL": ""}
     s = Settings.from_env(env)
     assert (s.kafka_bootstrap, s.postgres_dsn, s.redis_url) == (None, None, None)
+
+
+def test_the_fetch_wait_is_chosen_per_broker_unless_set() -> None:
+    assert Settings.from_env({}).fetch_max_wait_ms is None
+    assert Settings.from_env({"AGENTLOG_FETCH_MAX_WAIT_MS": ""}).fetch_max_wait_ms is None
+    assert Settings.from_env({"AGENTLOG_FETCH_MAX_WAIT_MS": "0"}).fetch_max_wait_ms == 0
+
+
+async def test_a_set_fetch_wait_is_used_without_asking_the_broker() -> None:
+    # nothing listens on port 1: asking would fail
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", fetch_max_wait_ms=7)
+    assert await fetch_wait_ms(settings) == 7
 
 
 def test_overrides_win_over_environment_and_none_means_not_given() -> None:
