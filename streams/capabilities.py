@@ -76,23 +76,23 @@ async def _ask_for_producer_id(client: AIOKafkaClient) -> bool:
 #: (Tansu): every hop may cost this much, so it stays short.
 SHORT_FETCH_WAIT_MS = 5
 #: The fetch wait on a broker that answers a fetch as soon as data arrives (Apache
-#: Kafka, Redpanda): there it only bounds how often an idle consumer asks. Measured
-#: on Apache Kafka (docs/benchmarks.md, "Fetch wait"): three idle consumers at 5 ms
-#: used a quarter of a core and the broker a third, at 100 ms about 1% and 4%, with
-#: the same round-trip latency. Not longer: after a seek, a consumer's next fetch
-#: to a partition's broker waits for the one in flight.
+#: Kafka): there it only bounds how often an idle consumer asks. Measured on Apache
+#: Kafka (docs/benchmarks.md, "Fetch wait"): three idle consumers at 5 ms used a
+#: quarter of a core and the broker another quarter, at 100 ms 3% and ~0%, with the
+#: same round-trip latency. Not longer: after a seek, a consumer's next fetch to a
+#: partition's broker waits for the one in flight.
 LONG_FETCH_WAIT_MS = 100
 
 
 async def fetch_wait_ms(settings: Settings) -> int:
     """The consumers' fetch wait: ``AGENTLOG_FETCH_MAX_WAIT_MS`` if set, else per broker.
 
-    A broker that grants idempotent producer ids (Apache Kafka, Redpanda) is
-    taken to answer fetches as data arrives and gets :data:`LONG_FETCH_WAIT_MS`;
-    one that does not (Tansu, which also answers a fetch only when its wait
-    runs out) gets :data:`SHORT_FETCH_WAIT_MS`. The two go together in every
-    broker we know; for one where they do not, set the variable (a broker that
-    needs the short wait and got the long one shows ~50 ms more per hop).
+    A broker that grants idempotent producer ids (Apache Kafka) is taken to
+    answer fetches as data arrives and gets :data:`LONG_FETCH_WAIT_MS`; one
+    that does not (Tansu, which also answers a fetch only when its wait runs
+    out) gets :data:`SHORT_FETCH_WAIT_MS`. The two went together on both
+    brokers measured; for a broker where they do not, set the variable (one
+    that needs the short wait and got the long one shows ~50 ms more per hop).
 
     Raises:
         ConnectError: the broker cannot be reached (names AGENTLOG_KAFKA_BOOTSTRAP).

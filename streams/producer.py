@@ -14,7 +14,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import RecordMetadata
 
 from agentlog.errors import ConfigError, ConnectError
-from agentlog.schemas.events import Event
+from agentlog.schemas.events import Envelope, Event
 from agentlog.settings import Settings
 from agentlog.streams.capabilities import supports_idempotence
 from agentlog.streams.codec import AvroCodec
@@ -31,6 +31,9 @@ _MAX_REQUEST_SIZE = 1_048_576
 # attributes) and a batch's header 61, so a headerless record whose key and value
 # stay under this bound fits a request without computing its exact size.
 _CHECK_SIZE_ABOVE = _MAX_REQUEST_SIZE - 1024
+#: The batches of one enqueue_batch call: each one's ack, and its records as
+#: (index in the call, offset in the batch, timestamp).
+_Acks = list[tuple["asyncio.Future[RecordMetadata]", list[tuple[int, int, int]]]]
 
 
 class EventProducer:
@@ -211,7 +214,7 @@ class EventProducer:
         records: list[tuple[bytes, bytes, Headers]] = []
         for event in events:
             envelope = event.envelope
-            traceparent = envelope.traceparent
+            traceparent = envelope.traceparent  # most events carry none: no call then
             record_headers = (
                 (_with_traceparent(headers, traceparent) or []) if headers or traceparent else []
             )
@@ -312,16 +315,13 @@ async def _submit(
     return future
 
 
-def _check_size(envelope: Any, key: bytes, value: bytes, headers: Headers) -> None:
+def _check_size(envelope: Envelope, key: bytes, value: bytes, headers: Headers) -> None:
     size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
     if size > _MAX_REQUEST_SIZE:
         raise MessageSizeTooLargeError(
             f"{envelope.type} {envelope.event_id} is {size} bytes encoded, more than "
             f"the {_MAX_REQUEST_SIZE} bytes of a request; keep large payloads out of events"
         )
-
-
-_Acks = list[tuple["asyncio.Future[RecordMetadata]", list[tuple[int, int, int]]]]
 
 
 def _resolve_when_acked(
