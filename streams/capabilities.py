@@ -56,7 +56,12 @@ async def supports_idempotence(settings: Settings) -> bool:
     finally:
         await client.close()
     _IDEMPOTENCE[bootstrap] = answer
-    logger.info("broker %s idempotent producer: %s", bootstrap, "yes" if answer else "no")
+    logger.info(
+        "broker %s idempotent producer: %s (consumers' fetch wait: %s ms unless set)",
+        bootstrap,
+        "yes" if answer else "no",
+        LONG_FETCH_WAIT_MS if answer else SHORT_FETCH_WAIT_MS,
+    )
     return answer
 
 
@@ -100,15 +105,9 @@ async def fetch_wait_ms(settings: Settings) -> int:
     if settings.fetch_max_wait_ms is not None:
         return settings.fetch_max_wait_ms
     wait = LONG_FETCH_WAIT_MS if await supports_idempotence(settings) else SHORT_FETCH_WAIT_MS
-    bootstrap = settings.kafka_bootstrap or ""
-    if bootstrap not in _FETCH_WAIT_LOGGED:
-        _FETCH_WAIT_LOGGED.add(bootstrap)
-        logger.info(
-            "consumers of %s fetch with a %s ms wait (AGENTLOG_FETCH_MAX_WAIT_MS sets another)",
-            bootstrap,
-            wait,
-        )
+    logger.debug(
+        "consumers of %s fetch with a %s ms wait (AGENTLOG_FETCH_MAX_WAIT_MS sets another)",
+        settings.kafka_bootstrap,
+        wait,
+    )
     return wait
-
-
-_FETCH_WAIT_LOGGED: set[str] = set()
