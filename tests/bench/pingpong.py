@@ -7,9 +7,9 @@ topic; the client consumes the replies. Two measures per variant:
 - latency: one request in flight at a time, p50/p99 of the round trip;
 - throughput: up to ``--window`` requests in flight, round trips per second,
   and the CPU time both processes (client and echo) spent per round trip
-  meanwhile. On a shared, noisy machine the CPU per round trip is the steadier
-  measure of what a layer costs: wall-clock rates swing with the other load,
-  CPU seconds much less.
+  meanwhile (the embedded broker's is reported apart). On a shared, noisy
+  machine the CPU per round trip is the steadier measure of what a layer
+  costs: wall-clock rates swing with the other load, CPU seconds much less.
 
 Variants:
 
@@ -75,6 +75,8 @@ class Result:
     round_trips_per_s: float
     #: CPU microseconds per pipelined round trip, client and echo process together.
     cpu_us_per_rt: float
+    #: The broker's, when it is our child (the embedded Tansu); else None.
+    broker_cpu_us_per_rt: float | None = None
 
 
 def task_request(i: int, workflow_id: str) -> TaskRequested:
@@ -295,7 +297,9 @@ async def _throughput(client: Client, n: int, window: int, start: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-async def run_variant(variant: str, bootstrap: str, args: argparse.Namespace) -> Result:
+async def run_variant(
+    variant: str, bootstrap: str, args: argparse.Namespace, broker_pid: int | None = None
+) -> Result:
     run = uuid.uuid4().hex[:8]
     req, rep = f"bench.{run}.req", f"bench.{run}.rep"
     settings = Settings(kafka_bootstrap=bootstrap, partitions=1, topic_prefix="")
@@ -321,9 +325,14 @@ async def run_variant(variant: str, bootstrap: str, args: argparse.Namespace) ->
         try:
             await _latency(client, 50)  # warm-up
             samples = await _latency(client, args.latency_n)
-            cpu_before = _cpu_s(echo.pid)
+            cpu_before, broker_before = _cpu_s(echo.pid), _process_cpu_s(broker_pid)
             rate = await _throughput(client, args.throughput_n, args.window, 10_000_000)
             cpu_us = (_cpu_s(echo.pid) - cpu_before) / args.throughput_n * 1e6
+            broker_us = (
+                (_process_cpu_s(broker_pid) - broker_before) / args.throughput_n * 1e6
+                if broker_pid
+                else None
+            )
         finally:
             await close()
     finally:
@@ -331,15 +340,22 @@ async def run_variant(variant: str, bootstrap: str, args: argparse.Namespace) ->
         echo.join(10)
     samples.sort()
     p99 = samples[int(len(samples) * 0.99) - 1]
-    return Result(variant, statistics.median(samples), p99, rate, cpu_us)
+    return Result(variant, statistics.median(samples), p99, rate, cpu_us, broker_us)
 
 
 def _cpu_s(echo_pid: int | None) -> float:
     """CPU seconds used so far by this process (the client) and the echo process."""
+    return time.process_time() + _process_cpu_s(echo_pid)
+
+
+def _process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 for None)."""
+    if not pid:
+        return 0.0
     import psutil
 
-    echo = psutil.Process(echo_pid).cpu_times()
-    return time.process_time() + echo.user + echo.system
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 async def amain(args: argparse.Namespace) -> list[Result]:
@@ -361,20 +377,29 @@ async def amain(args: argparse.Namespace) -> list[Result]:
         # earlier rounds pile up, which would favour the variants measured first
         with tempfile.TemporaryDirectory(prefix="agentlog-bench-") as tmp:
             async with TansuLauncher(Path(tmp)) as broker:
-                results += await _round(broker.bootstrap, variants, r, args)
+                results += await _round(broker.bootstrap, variants, r, args, broker.pid)
     return results
 
 
 async def _round(
-    bootstrap: str, variants: list[str], r: int, args: argparse.Namespace
+    bootstrap: str,
+    variants: list[str],
+    r: int,
+    args: argparse.Namespace,
+    broker_pid: int | None = None,
 ) -> list[Result]:
     results = []
     for variant in variants:
-        res = await run_variant(variant, bootstrap, args)
+        res = await run_variant(variant, bootstrap, args, broker_pid)
+        broker = (
+            f" (+ broker {res.broker_cpu_us_per_rt:.0f})"
+            if res.broker_cpu_us_per_rt is not None
+            else ""
+        )
         print(
             f"round {r + 1}/{args.rounds} {variant:13s} p50={res.p50_ms:.2f} ms "
             f"p99={res.p99_ms:.2f} ms  {res.round_trips_per_s:,.0f} rt/s  "
-            f"{res.cpu_us_per_rt:.0f} us CPU/rt",
+            f"{res.cpu_us_per_rt:.0f} us CPU/rt{broker}",
             flush=True,
         )
         results.append(res)
@@ -391,6 +416,9 @@ def summarize(results: list[Result]) -> dict[str, Any]:
             "round_trips_per_s": statistics.median(r.round_trips_per_s for r in rs),
             "cpu_us_per_rt": statistics.median(r.cpu_us_per_rt for r in rs),
         }
+        broker = [r.broker_cpu_us_per_rt for r in rs if r.broker_cpu_us_per_rt is not None]
+        if broker:
+            out[variant]["broker_cpu_us_per_rt"] = statistics.median(broker)
     for variant in out.copy():
         for base in ("raw", "raw-batch"):
             if variant != base and base in out:
