@@ -277,13 +277,7 @@ async def measure(
         async with AgentlogClient(settings) as client:
             await _run_workflows(client, spec, 2, concurrent=False)  # warm-up, group joins
             if len(orchestrators) > 1:  # until the group has split the partitions among them
-                await _until_split(
-                    [
-                        logs / f"orchestrator-{round_no}{x}.log"
-                        for x in _suffixes(len(orchestrators))
-                    ],
-                    args.partitions,
-                )
+                await _until_split([logs / f"{name}.log" for name in names], args.partitions)
                 await _run_workflows(client, spec, 2, concurrent=False)
             seq = await _run_workflows(client, spec, args.sequential, concurrent=False)
             idle_before = [cpu_seconds(pid) for pid in pids]

@@ -32,13 +32,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import psutil
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from agentlog.settings import Settings
 from agentlog.streams.topics import TopicSpec, ensure_topics
 from tests.bench import pingpong
+from tests.bench.pingpong import process_cpu_s
 
 WAITS = (5, 100)
 
@@ -62,11 +62,6 @@ async def _broker(kind: str) -> AsyncIterator[tuple[str, int]]:
         await asyncio.to_thread(kafka.stop)
 
 
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
 async def idle_cost(
     bootstrap: str, broker_pid: int, wait_ms: int, args: argparse.Namespace
 ) -> dict[str, float]:
@@ -74,10 +69,9 @@ async def idle_cost(
     topic = f"idle.{uuid.uuid4().hex[:8]}"
     settings = Settings(kafka_bootstrap=bootstrap, partitions=6, topic_prefix="")
     await ensure_topics(settings, [TopicSpec(topic, "idle", frozenset())])
-    broker = psutil.Process(broker_pid)
-    t0, b0 = time.perf_counter(), _cpu(broker)
+    t0, b0 = time.perf_counter(), process_cpu_s(broker_pid)
     await asyncio.sleep(2)  # the broker with no consumer
-    broker_alone = (_cpu(broker) - b0) / (time.perf_counter() - t0)
+    broker_alone = (process_cpu_s(broker_pid) - b0) / (time.perf_counter() - t0)
     consumers = []
     for _ in range(args.consumers):
         consumer = AIOKafkaConsumer(
@@ -94,12 +88,12 @@ async def idle_cost(
     tasks = [asyncio.create_task(poll(c)) for c in consumers]
     try:
         await asyncio.sleep(1)  # positions fetched, polling steady
-        t0, c0, b0 = time.perf_counter(), time.process_time(), _cpu(broker)
+        t0, c0, b0 = time.perf_counter(), time.process_time(), process_cpu_s(broker_pid)
         await asyncio.sleep(args.idle_s)
         wall = time.perf_counter() - t0
         return {
             "consumers_core_share": (time.process_time() - c0) / wall,
-            "broker_core_share": (_cpu(broker) - b0) / wall - broker_alone,
+            "broker_core_share": (process_cpu_s(broker_pid) - b0) / wall - broker_alone,
         }
     finally:
         for task in tasks:

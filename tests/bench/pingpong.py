@@ -325,11 +325,11 @@ async def run_variant(
         try:
             await _latency(client, 50)  # warm-up
             samples = await _latency(client, args.latency_n)
-            cpu_before, broker_before = _cpu_s(echo.pid), _process_cpu_s(broker_pid)
+            cpu_before, broker_before = _cpu_s(echo.pid), process_cpu_s(broker_pid)
             rate = await _throughput(client, args.throughput_n, args.window, 10_000_000)
             cpu_us = (_cpu_s(echo.pid) - cpu_before) / args.throughput_n * 1e6
             broker_us = (
-                (_process_cpu_s(broker_pid) - broker_before) / args.throughput_n * 1e6
+                (process_cpu_s(broker_pid) - broker_before) / args.throughput_n * 1e6
                 if broker_pid
                 else None
             )
@@ -345,10 +345,10 @@ async def run_variant(
 
 def _cpu_s(echo_pid: int | None) -> float:
     """CPU seconds used so far by this process (the client) and the echo process."""
-    return time.process_time() + _process_cpu_s(echo_pid)
+    return time.process_time() + process_cpu_s(echo_pid)
 
 
-def _process_cpu_s(pid: int | None) -> float:
+def process_cpu_s(pid: int | None) -> float:
     """User + system CPU seconds of process ``pid`` so far (0 for None)."""
     if not pid:
         return 0.0
