@@ -92,7 +92,11 @@ class Batch:
             source=SOURCE,
             occurred_at=self.now,
         )
-        stamped = replace(event, envelope=envelope)
+        if event.envelope is PENDING:  # built for this call, held by no one yet: stamp it
+            object.__setattr__(event, "envelope", envelope)
+            stamped = event
+        else:
+            stamped = replace(event, envelope=envelope)
         before = self.state
         self.state = evolve(before, stamped)
         self.events.append(stamped)

@@ -82,7 +82,11 @@ def evolve(state: WorkflowState | None, event: Event) -> WorkflowState | None:
     envelope: Envelope = event.envelope
     if envelope.event_id in state.recent_events or not _is_journal(event):
         return state
-    return _record(_apply(state, event), envelope)
+    new = _apply(state, event)
+    if new is state:
+        return _record(state, envelope)
+    _record_in_place(new, envelope)  # a copy made just now that nobody else holds
+    return new
 
 
 def fold(events: Iterable[Event], state: WorkflowState | None = None) -> WorkflowState | None:
@@ -169,15 +173,34 @@ def _started(event: WorkflowStarted) -> WorkflowState:
     )
 
 
-def _record(state: WorkflowState, envelope: Envelope) -> WorkflowState:
+def _recorded(state: WorkflowState, envelope: Envelope) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``seen_inputs`` and ``recent_events`` once ``envelope``'s event is folded."""
     seen = state.seen_inputs
     cause = envelope.causation_id
     if cause is not None and (not seen or seen[-1] != cause):
         seen = (*seen, cause)[-SEEN_INPUTS_MAX:]
-    recent = (*state.recent_events, envelope.event_id)[-RECENT_EVENTS_MAX:]
+    return seen, (*state.recent_events, envelope.event_id)[-RECENT_EVENTS_MAX:]
+
+
+def _record(state: WorkflowState, envelope: Envelope) -> WorkflowState:
+    seen, recent = _recorded(state, envelope)
     return replace(
         state, seen_inputs=seen, recent_events=recent, journal_length=state.journal_length + 1
     )
+
+
+def _record_in_place(state: WorkflowState, envelope: Envelope) -> None:
+    """:func:`_record` on a state ``evolve`` has just copied: one copy per event, not two."""
+    seen, recent = _recorded(state, envelope)
+    _set_seen_inputs(state, seen)
+    _set_recent_events(state, recent)
+    _set_journal_length(state, state.journal_length + 1)
+
+
+# the slots' own setters: the frozen class's __setattr__ refuses, on purpose, for everyone else
+_set_seen_inputs = WorkflowState.__dict__["seen_inputs"].__set__
+_set_recent_events = WorkflowState.__dict__["recent_events"].__set__
+_set_journal_length = WorkflowState.__dict__["journal_length"].__set__
 
 
 def _apply(state: WorkflowState, event: Event) -> WorkflowState:
@@ -217,7 +240,14 @@ def _put(state: WorkflowState, step: StepState) -> WorkflowState:
 
 
 def _put_task(step: StepState, task: TaskState) -> StepState:
-    return replace(step, tasks=tuple(task if t.item == task.item else t for t in step.tasks))
+    return replace(step, tasks=_tasks_with(step, task))
+
+
+def _tasks_with(step: StepState, task: TaskState) -> tuple[TaskState, ...]:
+    tasks = step.tasks
+    if len(tasks) == 1 and tasks[0].item == task.item:
+        return (task,)
+    return tuple(task if t.item == task.item else t for t in tasks)
 
 
 def _restart_if_next_run(
@@ -266,9 +296,14 @@ def _completed(state: WorkflowState, plan: Plan, event: StepCompleted) -> Workfl
     task = step.task(event.task_id)
     if task is None or task.status is not TaskStatus.RUNNING:
         return state
-    step = _put_task(step, replace(task, status=TaskStatus.COMPLETED, output=event.output))
-    if plan.steps[step.name].for_each is None:
-        step = replace(step, status=StepStatus.COMPLETED, output=event.output, error=None)
+    done = replace(task, status=TaskStatus.COMPLETED, output=event.output)
+    if plan.steps[step.name].for_each is None:  # the step is done too: one copy of it
+        tasks = _tasks_with(step, done)
+        step = replace(
+            step, status=StepStatus.COMPLETED, output=event.output, error=None, tasks=tasks
+        )
+    else:
+        step = _put_task(step, done)
     state = _put(state, step)
     signal = plan.steps[step.name].signal
     return _consume_signal(state, signal) if signal is not None and task.is_signal_wait else state

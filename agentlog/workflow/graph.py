@@ -112,6 +112,8 @@ class Plan:
         locked: steps that declare locks, in order.
         reads_context: steps that evaluate expressions when they start: a
             ``when``, a ``for_each`` or a ``${...}`` placeholder in their input.
+        scan: ``(name, after, fans_out)`` of every step in ``order``: what
+            scheduling reads for each step on every input, without a lookup.
     """
 
     spec: WorkflowSpec
@@ -125,6 +127,7 @@ class Plan:
     signals: frozenset[str]
     locked: tuple[str, ...]
     reads_context: frozenset[str]
+    scan: tuple[tuple[str, tuple[str, ...], bool], ...]
 
     @classmethod
     def of(cls, spec: WorkflowSpec) -> Plan:
@@ -150,9 +153,10 @@ class Plan:
                 body[step.name] = loop_body(step.name, step.repeat.back_to, ancestors, order)
                 enclosing.update(dict.fromkeys(body[step.name], step.name))
         depended_on = {dep for step in spec.steps for dep in step.after}
+        by_name = {s.name: s for s in spec.steps}
         return cls(
             spec=spec,
-            steps=MappingProxyType({s.name: s for s in spec.steps}),
+            steps=MappingProxyType(by_name),
             order=order,
             ancestors=MappingProxyType(ancestors),
             loop_of=MappingProxyType(loop_of),
@@ -165,6 +169,10 @@ class Plan:
                 s.name
                 for s in spec.steps
                 if s.when is not None or s.for_each is not None or _has_placeholder(s.input)
+            ),
+            scan=tuple(
+                (name, tuple(by_name[name].after), by_name[name].for_each is not None)
+                for name in order
             ),
         )
 

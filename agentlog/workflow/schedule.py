@@ -38,6 +38,7 @@ from agentlog.workflow.template import render
 _DONE = DONE_STEP_STATUSES
 _PENDING = StepStatus.PENDING
 _RUNNING = StepStatus.RUNNING
+_FINISHED = (TaskStatus.COMPLETED, TaskStatus.FAILED)
 
 
 def advance(batch: Batch) -> None:
@@ -58,19 +59,25 @@ def advance(batch: Batch) -> None:
 def _act_once(batch: Batch, state: WorkflowState, plan: Plan) -> bool:
     """Start one ready step or join one finished fan-out; False when there is none."""
     steps = state.steps
-    for name in plan.order:
+    for name, after, fans_out in plan.scan:  # runs for every input: no lookups, no generators
         step = steps[name]
         status = step.status
         if status is _PENDING:
-            if all(steps[dep].status in _DONE for dep in plan.steps[name].after):
+            for dep in after:
+                if steps[dep].status not in _DONE:
+                    break
+            else:
                 start_step(batch, state, name)
                 return True
-        elif status is _RUNNING and plan.steps[name].for_each is not None:
-            finished = (TaskStatus.COMPLETED, TaskStatus.FAILED)
-            if step.tasks and all(t.status in finished for t in step.tasks):
-                outputs: list[JsonValue] = [t.output for t in step.tasks]
-                _emit_join(batch, state, name, step.run, outputs)
-                return True
+        elif (
+            fans_out
+            and status is _RUNNING
+            and step.tasks
+            and all(t.status in _FINISHED for t in step.tasks)
+        ):
+            outputs: list[JsonValue] = [t.output for t in step.tasks]
+            _emit_join(batch, state, name, step.run, outputs)
+            return True
     return False
 
 
@@ -280,10 +287,16 @@ def fail_workflow(batch: Batch, step: str | None, error_kind: str, message: str)
 
 def finish(batch: Batch, state: WorkflowState, plan: Plan) -> None:
     """Succeed once every step is done; fail if nothing can move any more."""
-    if not all(s.status in _DONE for s in state.steps.values()):
-        if not any(s.status is _RUNNING for s in state.steps.values()):
-            pending = ", ".join(n for n in plan.order if not state.steps[n].status.done)
-            fail_workflow(batch, None, "stuck", f"no step can run; waiting: {pending}")
+    done = True
+    for step in state.steps.values():
+        status = step.status
+        if status is _RUNNING:
+            return  # it will answer: nothing to finish, nothing stuck
+        if status not in _DONE:
+            done = False
+    if not done:
+        pending = ", ".join(n for n in plan.order if not state.steps[n].status.done)
+        fail_workflow(batch, None, "stuck", f"no step can run; waiting: {pending}")
         return
     try:
         if plan.spec.output is not None:

@@ -187,7 +187,7 @@ def requests_after(
 
 def live_locks(state: WorkflowState | None) -> dict[str, StepLock]:
     """Request id -> lock of every requested lock of a running attempt of a running workflow."""
-    if state is None or not state.running:
+    if state is None or not state.running or state.plan is None or not state.plan.locked:
         return {}
     return {
         lock.request_id: lock
@@ -201,8 +201,11 @@ def releases_between(
     before: WorkflowState | None, after: WorkflowState | None
 ) -> list[LockReleaseRequested]:
     """Releases for the locks that were live in ``before`` and are not in ``after``."""
+    live = live_locks(before)
+    if not live:
+        return []
     still = live_locks(after)
-    return [release_for(lock) for rid, lock in live_locks(before).items() if rid not in still]
+    return [release_for(lock) for rid, lock in live.items() if rid not in still]
 
 
 def dispatchable_after(

@@ -125,4 +125,4 @@ def _current(state: WorkflowState | None, scheduled: StepScheduled) -> TaskState
     task = step.task(scheduled.task_id) if step is not None else None
     if task is None or task.status is not TaskStatus.RUNNING:
         return None
-    return task if task.scheduled == scheduled else None
+    return task if task.scheduled is scheduled or task.scheduled == scheduled else None

@@ -98,6 +98,38 @@ def pending_timers(state: WorkflowState | None) -> tuple[TimerFired, ...]:
 
 
 def next_timer(state: WorkflowState | None) -> TimerFired | None:
-    """The earliest pending timer, or None; feed it to ``decide`` once ``due_at`` has passed."""
-    pending = timers(state)
-    return pending[0].fired if pending else None
+    """The earliest pending timer, or None; feed it to ``decide`` once ``due_at`` has passed.
+
+    The first of :func:`timers` (earliest ``due_at``, then ``timer_id``), found
+    in one pass that builds only the winner: the runner asks after every decision.
+    """
+    if state is None or not state.running:
+        return None
+    best: tuple[datetime, str] | None = None
+    spec = state.spec
+    if spec is not None and spec.timeout_ms is not None and state.started_at is not None:
+        best = (state.started_at + timedelta(milliseconds=spec.timeout_ms), WORKFLOW_TIMEOUT)
+    for step in state.steps.values():
+        for task in step.tasks:
+            status = task.status
+            if status is _RUNNING:
+                deadline = task.scheduled.deadline
+                if deadline is not None and (best is None or deadline <= best[0]):
+                    best = _earlier(best, (deadline, f"deadline:{task.task_id}"))
+                if task.locks and (lock := task.awaiting_lock) is not None:
+                    best = _earlier(best, (lock_deadline(lock), f"lock:{lock.request_id}"))
+            elif status is _RETRY_WAIT and task.retry_at is not None:
+                best = _earlier(best, (task.retry_at, f"retry:{task.task_id}"))
+    if best is None:
+        return None
+    return TimerFired(workflow_id=state.workflow_id, timer_id=best[1], due_at=best[0])
+
+
+_RUNNING = TaskStatus.RUNNING
+_RETRY_WAIT = TaskStatus.RETRY_WAIT
+
+
+def _earlier(
+    best: tuple[datetime, str] | None, candidate: tuple[datetime, str]
+) -> tuple[datetime, str]:
+    return candidate if best is None or candidate < best else best

@@ -302,6 +302,8 @@ async def measure(
         "steps_per_s": _steps_per_s(events, set(par), args.steps),
         "burst_wall_s": wall,
         **_segments(events, tasks, answers, set(seq)),
+        # the same segments under load: where a step waits when 200 workflows run at once
+        **{f"burst_{k}": v for k, v in _segments(events, tasks, answers, set(par)).items()},
     }
     cpu: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # per role: idle share, us/step
     for i, role in enumerate(who):
@@ -386,6 +388,14 @@ async def _round(
             f"round {r}/{args.rounds} step segments (p50): decide -> task sent "
             f"{e2e['decide_to_task_ms']:.2f} ms, task -> answer {e2e['task_to_answer_ms']:.2f} ms,"
             f" answer -> next decision {e2e['answer_to_decision_ms']:.2f} ms",
+            flush=True,
+        )
+    if "burst_decide_to_task_ms" in e2e:
+        print(
+            f"round {r}/{args.rounds} under load (p50): decide -> task sent "
+            f"{e2e['burst_decide_to_task_ms']:.2f} ms, task -> answer "
+            f"{e2e['burst_task_to_answer_ms']:.2f} ms, answer -> next decision "
+            f"{e2e['burst_answer_to_decision_ms']:.2f} ms",
             flush=True,
         )
     return raw, e2e

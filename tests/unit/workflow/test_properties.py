@@ -11,7 +11,9 @@ inputs are delivered again. Checked throughout:
 * delivering any earlier input again decides nothing;
 * replaying all inputs from scratch gives the same journal;
 * the workflow always reaches a terminal state when the world cooperates, and
-  never fails for an internal reason.
+  never fails for an internal reason;
+* no state handed out changes afterwards (``evolve`` writes into its own fresh
+  copies only), and ``next_timer`` is the earliest of ``pending_timers``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from agentlog.workflow import (
     lock_requests_to_publish,
     next_timer,
     open_tasks,
+    pending_timers,
     repeat,
     tasks_to_publish,
     workflow,
@@ -185,12 +188,17 @@ def test_random_runs_keep_the_core_invariants(
 ) -> None:
     d = Driver(REGISTRY)
     d.request(spec.name, input=INPUTS[spec.name])
+    handed_out = [(d.state, repr(d.state))]
     for _ in range(steps):
         if not d.current.running:
             break
         d.tick(data.draw(st.integers(0, 5_000)))
         act(d, data.draw(actions), data)
+        handed_out.append((d.state, repr(d.state)))
+        pending = pending_timers(d.state)
+        assert next_timer(d.state) == (pending[0] if pending else None)
     finish(d)
+    assert [repr(state) for state, _ in handed_out] == [text for _, text in handed_out]
     assert not d.current.running
     for index in range(len(d.inputs)):
         assert d.redeliver(index) == []
