@@ -820,13 +820,33 @@ def derived_envelope(
     causation, and correlation and trace context carry over; ``occurred_at``
     defaults to the cause's, which keeps decisions a pure function of their input.
     """
-    return new_envelope(
-        type_name,
-        key,
-        source=source,
-        correlation_id=cause.correlation_id,
-        causation_id=cause.event_id,
-        event_id=derive_event_id(cause.event_id, index),
-        traceparent=cause.traceparent,
-        occurred_at=cause.occurred_at if occurred_at is None else occurred_at,
+    at = cause.occurred_at if occurred_at is None else occurred_at
+    event_id = derive_event_id(cause.event_id, index)
+    if type_name not in EVENT_TYPES or at.tzinfo is not UTC:  # new_envelope checks, converts
+        return new_envelope(
+            type_name,
+            key,
+            source=source,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.event_id,
+            event_id=event_id,
+            traceparent=cause.traceparent,
+            occurred_at=at,
+        )
+    # what new_envelope builds from these arguments, without its keyword parsing and checks:
+    # the orchestrator derives three or four envelopes per workflow step
+    envelope: Envelope = object.__new__(Envelope)
+    _fill_envelope(
+        envelope,
+        (
+            event_id,
+            type_name,
+            at,
+            key,
+            cause.event_id,
+            cause.correlation_id or event_id,
+            cause.traceparent,
+            source,
+        ),
     )
+    return envelope

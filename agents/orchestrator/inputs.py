@@ -152,13 +152,16 @@ class BatchDecider:
             (part.partition, e) for e in decision.events if isinstance(e, StepScheduled)
         )
         state = decision.state
-        # steps' locks: releases of attempts that ended, requests of locks now awaited,
-        # and the tasks of attempts that now hold every lock they need
-        outcome.locks.extend(releases_between(before, state))
-        outcome.locks.extend(requests_after(state, decision.events))
-        outcome.scheduled.extend(
-            (part.partition, task.scheduled) for task in dispatchable_after(state, decision.events)
-        )
+        plan = state.plan if state is not None else None
+        if plan is not None and plan.locked:  # the core emits lock events for such steps only
+            # steps' locks: releases of attempts that ended, requests of locks now awaited,
+            # and the tasks of attempts that now hold every lock they need
+            outcome.locks.extend(releases_between(before, state))
+            outcome.locks.extend(requests_after(state, decision.events))
+            outcome.scheduled.extend(
+                (part.partition, task.scheduled)
+                for task in dispatchable_after(state, decision.events)
+            )
         if state is not None and not state.running:
             reason = f"workflow {workflow_id} is {state.status.value}"
             outcome.ended.extend((task, reason) for task in open_tasks(state))

@@ -246,6 +246,36 @@ def test_derived_envelope_carries_causation_correlation_and_trace() -> None:
     assert child.source == "orchestrator"
 
 
+def test_derived_envelope_equals_new_envelope_with_the_same_arguments() -> None:
+    cause = new_envelope("TaskCompleted", "wf-1", source="agent")
+    plus_two = timezone(timedelta(hours=2))
+    for occurred_at in (
+        None,
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2026, 1, 2, tzinfo=plus_two),
+    ):
+        child = derived_envelope(
+            cause, 1, "StepScheduled", "wf-1", source="o", occurred_at=occurred_at
+        )
+        assert child == new_envelope(
+            "StepScheduled",
+            "wf-1",
+            source="o",
+            correlation_id=cause.correlation_id,
+            causation_id=cause.event_id,
+            event_id=derive_event_id(cause.event_id, 1),
+            traceparent=cause.traceparent,
+            occurred_at=cause.occurred_at if occurred_at is None else occurred_at,
+        )
+        assert child.occurred_at.tzinfo is UTC
+    with pytest.raises(SchemaError, match="unknown event type 'Nope'"):
+        derived_envelope(cause, 0, "Nope", "wf-1", source="o")
+    with pytest.raises(SchemaError, match="naive"):
+        derived_envelope(
+            cause, 0, "StepScheduled", "wf-1", source="o", occurred_at=datetime(2026, 1, 1)
+        )
+
+
 # --- the catalogue ------------------------------------------------------------------------
 
 
