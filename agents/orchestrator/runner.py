@@ -6,10 +6,12 @@ both (and writes partition ``p`` of the journal): single writer per workflow.
 Per batch: decide (:mod:`.inputs`); then, in a background *flush* while the
 loop already polls and decides the next batch: append the decisions to the
 journal and wait for the acks, send the tasks and lock commands, wait for
-their acks and only then commit the batch's input offsets. Flushes run in
-batch order: one appends only after the previous one's journal ack and sends
-(so the journal holds whole batches in order, and nothing after a failed
-append), and commits never go backwards; at most ``max_settling`` are pending.
+their acks and only then queue the batch's input offsets for commit. Flushes
+run in batch order: one appends only after the previous one's journal ack and
+sends (so the journal holds whole batches in order, and nothing after a failed
+append); at most ``max_settling`` are pending. Offsets are committed one
+commit at a time, each carrying the newest offsets acknowledged so far
+(:mod:`.offsets`), so commits never go backwards and never hold up a batch.
 See ``docs/orchestrator.md`` for the guarantees and failure modes.
 """
 
@@ -60,6 +62,7 @@ from .breaker import CircuitBreakers, circuit_event
 from .inputs import BatchDecider, Outcome
 from .journal import JournalWriter, read_journal
 from .kafka import assignor_names, pause
+from .offsets import OffsetCommitter
 from .partition import PartitionState
 from .publish import TaskPublisher
 from .routing import co_owned
@@ -87,9 +90,8 @@ class OrchestratorConfig:
             circuit breaker; 0 disables breakers.
         breaker_cooldown_ms: how long an open breaker holds tasks before a probe.
         journal_batch_bytes: bytes of whole decisions packed into one record batch.
-        max_settling: batches whose journal append, task acks and offset commit
-            may be pending while the next batches are decided (1 waits for
-            each batch).
+        max_settling: batches whose journal append and task acks may be pending
+            while the next batches are decided (1 waits for each batch).
         recovery_cancel_window_ms: on recovery, workflows that ended this recently
             (by the runner's clock) have their open tasks' ``TaskCancelled``
             published again, in case a crash came between the journal and them.
@@ -139,6 +141,7 @@ class RunnerStats:
     recovered_workflows: int = 0
     republished: int = 0
     republished_cancellations: int = 0
+    commits: int = 0
     commit_failures: int = 0
 
 
@@ -194,6 +197,7 @@ class Orchestrator:
         self._journal: JournalWriter | None = None
         self._publisher: TaskPublisher | None = None
         self._settling: deque[asyncio.Task[None]] = deque()
+        self._committer = OffsetCommitter(self._commit)
         #: resolved once the newest flush appended and sent (True) or gave up (False)
         self._sent: asyncio.Future[bool] | None = None
 
@@ -345,6 +349,7 @@ class Orchestrator:
             if self._settling:
                 await asyncio.wait(self._settling)
             self._settling.clear()
+            await self._committer.close()
             self._done.set()
 
     async def _step(self) -> None:
@@ -445,7 +450,7 @@ class Orchestrator:
             await asyncio.wait([previous])  # commits in batch order; its failure raises itself
         if futures:
             await asyncio.gather(*futures)
-        await self._commit(batch.offsets)
+        self._committer.add(batch.offsets)  # committed with the next commit, not waited for
 
     async def _forward(self, items: list[tuple[Delivered, int]]) -> None:
         """Re-produce inputs that arrived on a partition other than their workflow's."""
@@ -488,6 +493,7 @@ class Orchestrator:
         return [await producer.enqueue_batch(self._locks, commands)]
 
     def _raise_settle_failure(self) -> None:
+        self._committer.raise_failure()
         for task in self._settling:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
@@ -495,12 +501,15 @@ class Orchestrator:
     async def _drain_settling(self, keep: int = 0) -> None:
         """Wait, oldest first, until at most ``keep`` settles are pending and none is done.
 
-        ``keep=0`` (before a rebalance or a stop) waits for every one.
+        ``keep=0`` (before a rebalance or a stop) waits for every one, and for the
+        commit of their offsets.
         """
         while len(self._settling) > keep or (self._settling and self._settling[0].done()):
             await asyncio.wait([self._settling[0]])
             self._raise_settle_failure()
             self._settling.popleft()
+        if not keep:
+            await self._committer.drain()
 
     def _committable(self, moved: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         return {
@@ -525,6 +534,7 @@ class Orchestrator:
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:
             return
+        self.stats.commits += 1
         try:
             await self._require(self._consumer).commit(offsets)
         except (CommitFailedError, IllegalStateError) as e:
