@@ -77,6 +77,8 @@ class Result:
     cpu_us_per_rt: float
     #: The broker's, when it is our child (the embedded Tansu); else None.
     broker_cpu_us_per_rt: float | None = None
+    #: The client's share of ``cpu_us_per_rt`` (the echo has the rest).
+    client_cpu_us_per_rt: float | None = None
 
 
 def task_request(i: int, workflow_id: str) -> TaskRequested:
@@ -326,7 +328,9 @@ async def run_variant(
             await _latency(client, 50)  # warm-up
             samples = await _latency(client, args.latency_n)
             cpu_before, broker_before = _cpu_s(echo.pid), process_cpu_s(broker_pid)
+            client_before = time.process_time()
             rate = await _throughput(client, args.throughput_n, args.window, 10_000_000)
+            client_us = (time.process_time() - client_before) / args.throughput_n * 1e6
             cpu_us = (_cpu_s(echo.pid) - cpu_before) / args.throughput_n * 1e6
             broker_us = (
                 (process_cpu_s(broker_pid) - broker_before) / args.throughput_n * 1e6
@@ -340,7 +344,7 @@ async def run_variant(
         echo.join(10)
     samples.sort()
     p99 = samples[int(len(samples) * 0.99) - 1]
-    return Result(variant, statistics.median(samples), p99, rate, cpu_us, broker_us)
+    return Result(variant, statistics.median(samples), p99, rate, cpu_us, broker_us, client_us)
 
 
 def _cpu_s(echo_pid: int | None) -> float:
@@ -381,6 +385,18 @@ async def amain(args: argparse.Namespace) -> list[Result]:
     return results
 
 
+def _busy(res: Result) -> str:
+    """How busy each process was while the round trips were pipelined (a core = 100%)."""
+    if res.client_cpu_us_per_rt is None:
+        return ""
+    rate = res.round_trips_per_s / 1e6
+    echo = res.cpu_us_per_rt - res.client_cpu_us_per_rt
+    shares = f"client {res.client_cpu_us_per_rt * rate:.0%}, echo {echo * rate:.0%}"
+    if res.broker_cpu_us_per_rt is not None:
+        shares += f", broker {res.broker_cpu_us_per_rt * rate:.0%}"
+    return f"; busy: {shares}"
+
+
 async def _round(
     bootstrap: str,
     variants: list[str],
@@ -399,7 +415,7 @@ async def _round(
         print(
             f"round {r + 1}/{args.rounds} {variant:13s} p50={res.p50_ms:.2f} ms "
             f"p99={res.p99_ms:.2f} ms  {res.round_trips_per_s:,.0f} rt/s  "
-            f"{res.cpu_us_per_rt:.0f} us CPU/rt{broker}",
+            f"{res.cpu_us_per_rt:.0f} us CPU/rt{broker}{_busy(res)}",
             flush=True,
         )
         results.append(res)
