@@ -18,14 +18,17 @@ round trip.
   next decision`` (a fetch hop and the orchestrator's poll, decode and
   decision). Record timestamps are the producers' clocks in milliseconds, so
   segments are +-1 ms each; all processes share one machine's clock.
-- throughput: ``--workflows`` such workflows submitted at once
-  (``AgentlogClient.submit_many``: one record batch per partition; the client
+- throughput: ``--workflows`` such workflows submitted at once (default
+  1,000: as many steps in flight as the raw baseline keeps round trips in
+  flight; ``AgentlogClient.submit_many``: one record batch per partition; the client
   then reads nothing until the journal stops growing, so that it takes no
   CPU from the engine); completed steps per second from
   the first ``WorkflowStarted`` to the last ``WorkflowSucceeded``; and the
   CPU time the orchestrator, the agent process and (when it is embedded) the
   broker each spent per step meanwhile, beyond what each burns idle (the
-  idle share of a core is measured over 2 s before; Linux only).
+  idle share of a core is measured over 2 s before; Linux only). The same
+  three segments are reported for these steps ("under load"): where a step
+  waits when the engine is saturated.
 
 Rounds (``--rounds``, default 3) each measure the raw baseline first, then
 the steps with fresh processes and topics (on a fresh embedded broker per
@@ -77,6 +80,10 @@ from tests.bench import pingpong
 
 ROOT = Path(__file__).resolve().parents[2]
 _IDLE_S = 2.0
+
+
+#: Round trips the raw baseline keeps in flight; by default as many workflows run at once.
+RAW_WINDOW = 1000
 
 
 async def _noop(ctx: TaskContext) -> JsonValue:
@@ -302,7 +309,7 @@ async def measure(
         "steps_per_s": _steps_per_s(events, set(par), args.steps),
         "burst_wall_s": wall,
         **_segments(events, tasks, answers, set(seq)),
-        # the same segments under load: where a step waits when 200 workflows run at once
+        # the same segments under load: where a step waits while every workflow runs at once
         **{f"burst_{k}": v for k, v in _segments(events, tasks, answers, set(par)).items()},
     }
     cpu: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # per role: idle share, us/step
@@ -364,7 +371,7 @@ async def _round(
     bootstrap: str, args: argparse.Namespace, logs: Path, r: int, broker_pid: int | None = None
 ) -> tuple[pingpong.Result, dict[str, Any]]:
     """One round: the raw round trip first, then the workflow steps, on one broker."""
-    ping_args = argparse.Namespace(latency_n=500, throughput_n=20_000, window=1000)
+    ping_args = argparse.Namespace(latency_n=500, throughput_n=20_000, window=RAW_WINDOW)
     raw = await pingpong.run_variant("raw", bootstrap, ping_args)
     print(
         f"round {r}/{args.rounds} raw ping-pong  p50={raw.p50_ms:.2f} ms "
@@ -430,7 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", help="broker host:port (default: an embedded Tansu)")
     parser.add_argument("--steps", type=int, default=10, help="no-op steps per workflow")
     parser.add_argument("--sequential", type=int, default=20, help="workflows run one by one")
-    parser.add_argument("--workflows", type=int, default=200, help="workflows run at once")
+    parser.add_argument(
+        "--workflows",
+        type=int,
+        default=RAW_WINDOW,
+        help=f"workflows run at once (default {RAW_WINDOW}: the raw baseline's window)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3); medians")
     parser.add_argument(
         "--partitions",
