@@ -27,7 +27,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,13 @@ WAITS = (5, 100)
 
 
 @asynccontextmanager
-async def _broker(kind: str) -> AsyncIterator[tuple[str, int]]:
-    """``(bootstrap, pid)`` of a fresh broker of ``kind`` (tansu or kafka)."""
+async def broker(
+    kind: str, settings: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[str, int]]:
+    """``(bootstrap, pid)`` of a fresh broker of ``kind`` (tansu or kafka).
+
+    ``settings``: Kafka broker configuration (ignored for Tansu).
+    """
     if kind == "tansu":
         from agentlog.streams.embedded.tansu import TansuLauncher
 
@@ -55,7 +60,7 @@ async def _broker(kind: str) -> AsyncIterator[tuple[str, int]]:
         return
     from tests.support.kafka.broker import start_single
 
-    kafka = await asyncio.to_thread(start_single)
+    kafka = await asyncio.to_thread(start_single, settings=settings)
     try:
         yield kafka.bootstrap, kafka.pids[0]
     finally:
@@ -107,7 +112,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for kind in args.brokers:
         rounds: dict[int, list[dict[str, float]]] = {wait: [] for wait in WAITS}
-        async with _broker(kind) as (bootstrap, pid):
+        async with broker(kind) as (bootstrap, pid):
             for r in range(1, args.rounds + 1):
                 for wait in WAITS:
                     ping = argparse.Namespace(
