@@ -204,6 +204,11 @@ _set_journal_length = WorkflowState.__dict__["journal_length"].__set__
 
 
 def _apply(state: WorkflowState, event: Event) -> WorkflowState:
+    """``state`` itself when ``event`` changes nothing, else a copy made by this call.
+
+    :func:`evolve` writes its bookkeeping into that copy; never return a state
+    someone else may hold (the property tests check that no state changes later).
+    """
     if not state.running or state.plan is None:
         return state
     match event:

@@ -48,11 +48,6 @@ class OffsetCommitter:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="offset commits")
 
-    @property
-    def pending(self) -> bool:
-        """True while offsets are queued or being committed."""
-        return bool(self._queued) or (self._task is not None and not self._task.done())
-
     async def drain(self) -> None:
         """Until every queued offset is committed.
 

@@ -447,7 +447,7 @@ class Orchestrator:
             raise
         sent.set_result(True)
         if previous is not None:
-            await asyncio.wait([previous])  # commits in batch order; its failure raises itself
+            await asyncio.wait([previous])  # offsets in batch order; its failure raises itself
         if futures:
             await asyncio.gather(*futures)
         self._committer.add(batch.offsets)  # committed with the next commit, not waited for
