@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -33,7 +31,7 @@ from aiokafka.structs import TopicPartition
 from agentlog.settings import Settings
 from agentlog.streams.capabilities import supports_idempotence
 from agentlog.streams.topics import TopicSpec, ensure_topics
-from tests.bench.fetchwait import broker
+from tests.bench.fetchwait import add_brokers_option, broker, report
 
 PAUSE_S = 0.002
 
@@ -102,12 +100,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument(
-        "--brokers",
-        type=lambda text: text.split(","),
-        default=["tansu", "kafka"],
-        help="comma-separated: tansu, kafka (default both)",
-    )
+    add_brokers_option(parser)
     parser.add_argument("-n", type=int, default=300, help="acknowledgements timed per kind")
     parser.add_argument(
         "--coordinator-linger-ms",
@@ -116,13 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="also write the summary to this file")
     args = parser.parse_args(argv)
-    if unknown := set(args.brokers) - {"tansu", "kafka"}:
-        parser.error(f"unknown brokers {sorted(unknown)}; choose from tansu, kafka")
-    summary = asyncio.run(amain(args))
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"argv": argv, **summary}, indent=2))
-    return 0
+    return report(asyncio.run(amain(args)), argv, args.json)
 
 
 if __name__ == "__main__":

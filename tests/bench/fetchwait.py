@@ -41,6 +41,7 @@ from tests.bench import pingpong
 from tests.bench.pingpong import process_cpu_s
 
 WAITS = (5, 100)
+BROKERS = ("tansu", "kafka")
 
 
 @asynccontextmanager
@@ -147,12 +148,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument(
-        "--brokers",
-        type=lambda text: text.split(","),
-        default=["tansu", "kafka"],
-        help="comma-separated: tansu, kafka (default both)",
-    )
+    add_brokers_option(parser)
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3); medians")
     parser.add_argument("--latency-n", type=int, default=300, help="sequential round trips")
     parser.add_argument("--throughput-n", type=int, default=20_000, help="pipelined round trips")
@@ -161,12 +157,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-s", type=float, default=5.0, help="idle seconds measured")
     parser.add_argument("--json", help="also write the summary to this file")
     args = parser.parse_args(argv)
-    if unknown := set(args.brokers) - {"tansu", "kafka"}:
-        parser.error(f"unknown brokers {sorted(unknown)}; choose from tansu, kafka")
-    summary = asyncio.run(amain(args))
+    return report(asyncio.run(amain(args)), argv, args.json)
+
+
+def add_brokers_option(parser: argparse.ArgumentParser) -> None:
+    """``--brokers tansu,kafka`` (default both), checked by argparse."""
+    parser.add_argument(
+        "--brokers",
+        type=_brokers,
+        default=list(BROKERS),
+        help="comma-separated: tansu, kafka (default both)",
+    )
+
+
+def _brokers(text: str) -> list[str]:
+    kinds = text.split(",")
+    if unknown := sorted(set(kinds) - set(BROKERS)):
+        raise argparse.ArgumentTypeError(
+            f"unknown brokers {unknown}; choose from {', '.join(BROKERS)}"
+        )
+    return kinds
+
+
+def report(summary: dict[str, Any], argv: list[str] | None, json_path: str | None) -> int:
+    """Print the summary as JSON, also to ``json_path`` (with the arguments) if given; 0."""
     print(json.dumps(summary, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"argv": argv, **summary}, indent=2))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"argv": argv, **summary}, indent=2))
     return 0
 
 
