@@ -786,11 +786,7 @@ def new_envelope(
             )
         occurred_at = occurred_at.astimezone(UTC)
     event_id = event_id or random_event_id()
-    # the slots filled directly, in field order, without keyword parsing: every event
-    # gets an envelope (Envelope has no __post_init__)
-    envelope: Envelope = object.__new__(Envelope)
-    _fill_envelope(
-        envelope,
+    return _envelope(
         (
             event_id,
             type_name,
@@ -800,8 +796,18 @@ def new_envelope(
             correlation_id or event_id,
             traceparent,
             source,
-        ),
+        )
     )
+
+
+def _envelope(values: tuple[object, ...]) -> Envelope:
+    """An envelope from its checked field values, in field order.
+
+    The slots are filled directly, without keyword parsing: every event gets an
+    envelope (Envelope has no __post_init__).
+    """
+    envelope: Envelope = object.__new__(Envelope)
+    _fill_envelope(envelope, values)
     return envelope
 
 
@@ -835,9 +841,7 @@ def derived_envelope(
         )
     # what new_envelope builds from these arguments, without its keyword parsing and checks:
     # the orchestrator derives three or four envelopes per workflow step
-    envelope: Envelope = object.__new__(Envelope)
-    _fill_envelope(
-        envelope,
+    return _envelope(
         (
             event_id,
             type_name,
@@ -847,6 +851,5 @@ def derived_envelope(
             cause.correlation_id or event_id,
             cause.traceparent,
             source,
-        ),
+        )
     )
-    return envelope
