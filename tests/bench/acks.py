@@ -31,7 +31,8 @@ from aiokafka.structs import TopicPartition
 from agentlog.settings import Settings
 from agentlog.streams.capabilities import supports_idempotence
 from agentlog.streams.topics import TopicSpec, ensure_topics
-from tests.bench.fetchwait import add_brokers_option, broker, report
+from tests.bench import report
+from tests.bench.fetchwait import add_brokers_option, broker
 
 PAUSE_S = 0.002
 

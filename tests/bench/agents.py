@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 import statistics
 import subprocess
@@ -48,8 +47,9 @@ from agentlog.settings import Settings
 from agentlog.streams.consumer import EventConsumer
 from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import RESPONSES, ensure_topics, tasks_topic
-from tests.bench import pingpong
-from tests.bench.e2e import NOOP, cpu_seconds
+from tests.bench import pingpong, report
+from tests.bench.e2e import NOOP
+from tests.bench.pingpong import process_cpu_s
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = ("raw", "streams", "agent")
@@ -167,18 +167,16 @@ async def run_agent(
             async with asyncio.timeout(_JOIN_TIMEOUT_S):  # the pool joins its group first
                 await pingpong._latency(client, 50)  # the same measurement
             samples = await pingpong._latency(client, args.latency_n)
-            cpu_before = cpu_seconds(proc.pid)
+            cpu_before = process_cpu_s(proc.pid)
             rate = await pingpong._throughput(client, args.throughput_n, args.window, 10_000_000)
-            cpu_after = cpu_seconds(proc.pid)
+            cpu_after = process_cpu_s(proc.pid)
         finally:
             await close()
     finally:
         proc.terminate()  # SIGTERM: graceful stop (and the profile is written)
         await asyncio.to_thread(proc.wait, 60)
     samples.sort()
-    cpu = None
-    if cpu_before is not None and cpu_after is not None:
-        cpu = (cpu_after - cpu_before) / args.throughput_n * 1e6
+    cpu = (cpu_after - cpu_before) / args.throughput_n * 1e6
     p99 = samples[int(len(samples) * 0.99) - 1]
     return Result(
         "agent" if runtime is None else BASELINE, statistics.median(samples), p99, rate, cpu
@@ -273,10 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     summary = summarize(asyncio.run(amain(args)))
     summary["wall_s"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"argv": sys.argv[1:], **summary}, indent=2))
-    return 0
+    return report(summary, argv, args.json)
 
 
 if __name__ == "__main__":

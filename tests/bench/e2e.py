@@ -26,7 +26,7 @@ round trip.
   the first ``WorkflowStarted`` to the last ``WorkflowSucceeded``; and the
   CPU time the orchestrator, the agent process and (when it is embedded) the
   broker each spent per step meanwhile, beyond what each burns idle (the
-  idle share of a core is measured over 2 s before; Linux only). The same
+  idle share of a core is measured over 2 s before). The same
   three segments are reported for these steps ("under load"): where a step
   waits when the engine is saturated.
 
@@ -100,15 +100,6 @@ def chain_spec(steps: int) -> dict[str, Any]:
         builder = builder.step(f"s{i}", agent="noop", input={"i": i}, after=after)
     spec: dict[str, Any] = builder.build().to_json()
     return spec
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (Linux ``/proc``), or None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _spawn(args: list[str], log: Path, profile: Path | None = None) -> subprocess.Popen[bytes]:
@@ -287,13 +278,13 @@ async def measure(
                 await _until_split([logs / f"{name}.log" for name in names], args.partitions)
                 await _run_workflows(client, spec, 2, concurrent=False)
             seq = await _run_workflows(client, spec, args.sequential, concurrent=False)
-            idle_before = [cpu_seconds(pid) for pid in pids]
+            idle_before = [pingpong.process_cpu_s(pid) for pid in pids]
             await asyncio.sleep(_IDLE_S)  # what the processes burn with nothing to do
-            cpu_before = [cpu_seconds(pid) for pid in pids]
+            cpu_before = [pingpong.process_cpu_s(pid) for pid in pids]
             t0 = time.perf_counter()
             par = await _run_workflows(client, spec, args.workflows, concurrent=True)
             wall = time.perf_counter() - t0
-            cpu_after = [cpu_seconds(pid) for pid in pids]
+            cpu_after = [pingpong.process_cpu_s(pid) for pid in pids]
         events = await _journal(settings)
         tasks = await _read(settings, "tasks.noop")
         answers = await _read(settings, "responses")
@@ -315,8 +306,6 @@ async def measure(
     cpu: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # per role: idle share, us/step
     for i, role in enumerate(who):
         idle0, idle1, before, after = idle_before[i], cpu_before[i], cpu_before[i], cpu_after[i]
-        if idle0 is None or idle1 is None or before is None or after is None:
-            continue
         idle_rate = (idle1 - idle0) / _IDLE_S
         # CPU seconds per step beyond what the process burns idle (polling every 5 ms)
         per_step = (after - before - idle_rate * wall) / (args.workflows * args.steps)
@@ -390,21 +379,15 @@ async def _round(
         + (f"; CPU us/step beyond idle: {cpu}" if cpu else ""),
         flush=True,
     )
-    if "decide_to_task_ms" in e2e:
-        print(
-            f"round {r}/{args.rounds} step segments (p50): decide -> task sent "
-            f"{e2e['decide_to_task_ms']:.2f} ms, task -> answer {e2e['task_to_answer_ms']:.2f} ms,"
-            f" answer -> next decision {e2e['answer_to_decision_ms']:.2f} ms",
-            flush=True,
-        )
-    if "burst_decide_to_task_ms" in e2e:
-        print(
-            f"round {r}/{args.rounds} under load (p50): decide -> task sent "
-            f"{e2e['burst_decide_to_task_ms']:.2f} ms, task -> answer "
-            f"{e2e['burst_task_to_answer_ms']:.2f} ms, answer -> next decision "
-            f"{e2e['burst_answer_to_decision_ms']:.2f} ms",
-            flush=True,
-        )
+    for prefix, label in (("", "step segments"), ("burst_", "under load")):
+        if f"{prefix}decide_to_task_ms" in e2e:
+            print(
+                f"round {r}/{args.rounds} {label} (p50): decide -> task sent "
+                f"{e2e[f'{prefix}decide_to_task_ms']:.2f} ms, task -> answer "
+                f"{e2e[f'{prefix}task_to_answer_ms']:.2f} ms, answer -> next decision "
+                f"{e2e[f'{prefix}answer_to_decision_ms']:.2f} ms",
+                flush=True,
+            )
     return raw, e2e
 
 

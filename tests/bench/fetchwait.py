@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
@@ -37,7 +36,7 @@ from aiokafka.structs import TopicPartition
 
 from agentlog.settings import Settings
 from agentlog.streams.topics import TopicSpec, ensure_topics
-from tests.bench import pingpong
+from tests.bench import pingpong, report
 from tests.bench.pingpong import process_cpu_s
 
 WAITS = (5, 100)
@@ -177,14 +176,6 @@ def _brokers(text: str) -> list[str]:
             f"unknown brokers {unknown}; choose from {', '.join(BROKERS)}"
         )
     return kinds
-
-
-def report(summary: dict[str, Any], argv: list[str] | None, json_path: str | None) -> int:
-    """Print the summary as JSON, also to ``json_path`` (with the arguments) if given; 0."""
-    print(json.dumps(summary, indent=2))
-    if json_path:
-        Path(json_path).write_text(json.dumps({"argv": argv, **summary}, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

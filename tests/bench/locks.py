@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import statistics
@@ -39,7 +38,7 @@ from typing import Any
 from agentlog.agents.locks.client import LockClient
 from agentlog.settings import Settings
 from agentlog.streams.topics import DEADLETTER, LOCKS, ensure_topics
-from tests.bench import pingpong
+from tests.bench import pingpong, report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -197,11 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-n", type=int, default=500, help="raw ping-pong round trips")
     parser.add_argument("--json", help="also write the summary to this file")
     args = parser.parse_args(argv)
-    summary = summarize(asyncio.run(amain(args)))
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"argv": sys.argv[1:], **summary}, indent=2))
-    return 0
+    return report(summarize(asyncio.run(amain(args))), argv, args.json)
 
 
 if __name__ == "__main__":
