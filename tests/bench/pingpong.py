@@ -27,6 +27,13 @@ Variants:
 - ``agentlog-batch``: the same events, but what the client sends at once and
   each echo poll's answers go through ``EventProducer.enqueue_batch``.
 
+Every process of every variant (client and echo) runs with the garbage
+collector threshold agentlog's services set at start (``AGENTLOG_GC_THRESHOLD``,
+default 100,000: :mod:`agentlog.tuning`); ``--gc-threshold 0`` measures with
+Python's default (700) instead. Decoding allocates a few container objects per
+event, so with the default the agentlog variants also pay the collections
+their allocations trigger, which the raw variants (bytes only) barely do.
+
 Variants alternate for ``--rounds`` rounds, each round on a fresh embedded
 broker and starting with the next variant (so that none is always measured
 last, on the most loaded broker); medians are reported, and the throughput
@@ -40,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -63,6 +71,7 @@ from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import TopicSpec, ensure_topics
 
 FETCH_WAIT_MS = 5
+PYTHON_GC_THRESHOLD = 700
 VARIANTS = ("raw", "raw-batch", "agentlog", "agentlog-batch")
 BATCHED = frozenset({"raw-batch", "agentlog-batch"})
 
@@ -181,13 +190,26 @@ async def _agentlog_echo(
 
 
 def _echo_main(
-    variant: str, bootstrap: str, req: str, rep: str, ready: Any, *, wait_ms: int
+    variant: str, bootstrap: str, req: str, rep: str, ready: Any, *, wait_ms: int, gc_at: int
 ) -> None:
+    set_gc_threshold(gc_at)
     fn = _raw_echo if variant.startswith("raw") else _agentlog_echo
     asyncio.run(fn(bootstrap, req, rep, ready, variant in BATCHED, wait_ms=wait_ms))
 
 
 # ------------------------------------------------------------------- client side
+
+
+def set_gc_threshold(threshold: int) -> None:
+    """Collect generation 0 every ``threshold`` allocations (0: Python's default, 700)."""
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(threshold or PYTHON_GC_THRESHOLD, second, third)
+
+
+def gc_threshold_of(args: argparse.Namespace) -> int:
+    """``--gc-threshold``, or for callers without it the services' threshold."""
+    threshold: int | None = getattr(args, "gc_threshold", None)
+    return Settings().gc_threshold if threshold is None else threshold
 
 
 def _settings(bootstrap: str, wait_ms: int) -> Settings:
@@ -311,10 +333,12 @@ async def run_variant(
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
     wait_ms = getattr(args, "fetch_wait_ms", FETCH_WAIT_MS)
+    gc_at = gc_threshold_of(args)
+    set_gc_threshold(gc_at)  # the client: this process
     echo = ctx.Process(
         target=_echo_main,
         args=(variant, bootstrap, req, rep, ready),
-        kwargs={"wait_ms": wait_ms},
+        kwargs={"wait_ms": wait_ms, "gc_at": gc_at},
         daemon=True,
     )
     echo.start()
@@ -464,6 +488,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"consumers' fetch_max_wait_ms, every variant (default {FETCH_WAIT_MS})",
     )
     parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=Settings().gc_threshold,
+        help="garbage collector threshold of every process, every variant (default: the one "
+        "agentlog's services set, AGENTLOG_GC_THRESHOLD; 0: Python's default, 700)",
+    )
+    parser.add_argument(
         "--variants",
         type=lambda text: text.split(","),
         default=list(VARIANTS),
@@ -477,7 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary, indent=2))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"argv": sys.argv[1:], **summary}, f, indent=2)
+            json.dump(
+                {"argv": sys.argv[1:], "gc_threshold": args.gc_threshold, **summary}, f, indent=2
+            )
     return 0
 
 
