@@ -40,7 +40,7 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 from agentlog.schemas.events import Event
 from agentlog.settings import Settings
 from agentlog.streams.consumer import EventConsumer
-from agentlog.streams.producer import EventProducer
+from agentlog.streams.producer import MAX_BATCH_BYTES, EventProducer
 from agentlog.streams.tracing import HEADER as TRACEPARENT_HEADER
 
 logger = logging.getLogger(__name__)
@@ -50,8 +50,8 @@ _Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
 #: Room a record batch needs besides its records (batch header, varints).
 _BATCH_OVERHEAD = 128
 _RECORD_OVERHEAD = 32
-#: Upper bound of a record batch we build: below aiokafka's default max_request_size (1 MiB).
-_MAX_BATCH_CAPACITY = 1_000_000
+#: Upper bound of a record batch we build: the producer's (below its max_request_size, 1 MiB).
+_MAX_BATCH_CAPACITY = MAX_BATCH_BYTES
 
 
 class GroupWriter:

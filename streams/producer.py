@@ -27,6 +27,14 @@ Headers = list[tuple[str, bytes]]
 _START_TIMEOUT_S = 10.0
 # aiokafka's default, stated so that send_batch checks records against the same bound.
 _MAX_REQUEST_SIZE = 1_048_576
+#: Bytes of records one record batch may hold (the producer's ``max_batch_size``),
+#: below the request bound and Apache Kafka's default ``message.max.bytes``
+#: (1,048,588). aiokafka's default, 16 KiB, splits one ``enqueue_batch`` call's
+#: ~300-byte events into a batch per ~50, and aiokafka takes one batch per
+#: partition into a request, one request in flight per broker: the call then
+#: waited for a produce round trip per extra batch. The builder grows as records
+#: are appended; nothing is allocated up front.
+MAX_BATCH_BYTES = 1_000_000
 # A record's framing beyond its key and value bytes is at most ~40 bytes (varints,
 # attributes) and a batch's header 61, so a headerless record whose key and value
 # stay under this bound fits a request without computing its exact size.
@@ -96,6 +104,7 @@ class EventProducer:
             enable_idempotence=self.idempotent,
             linger_ms=self._settings.linger_ms,
             max_request_size=_MAX_REQUEST_SIZE,
+            max_batch_size=MAX_BATCH_BYTES,
             request_timeout_ms=30_000,
             partitioner=default_partitioner,
             **self._settings.kafka_client_options(),

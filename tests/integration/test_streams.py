@@ -7,6 +7,7 @@ import dataclasses
 import json
 import struct
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from agentlog.settings import Settings
 from agentlog.streams.codec import AvroCodec
 from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.streams.deadletter import DeadLetterWriter
-from agentlog.streams.producer import EventProducer
+from agentlog.streams.producer import MAX_BATCH_BYTES, EventProducer
 from agentlog.streams.topics import CATALOGUE, DEADLETTER, REQUESTS, ensure_topics, tasks_topic
 from agentlog.streams.tracing import new_traceparent
 from tests.support.samples import all_sample_events, sample_event
@@ -250,17 +251,22 @@ async def test_send_batch_events_arrive_decoded_and_in_order_per_partition(
 ) -> None:
     topic = settings.topic(REQUESTS.name)
     traceparent = new_traceparent()
-    # several keys over both partitions, and more than one record batch (16 KiB) per partition
+    # several keys over both partitions, and more than one record batch per partition
     events = [
         with_envelope(
-            sample_event("WorkflowRequested", workflow_id=f"wf-{i % 5}", input={"pad": "x" * 200}),
+            sample_event("WorkflowRequested", workflow_id=f"wf-{i % 5}", input={"pad": "x" * 6000}),
             key=f"wf-{i % 5}",
             traceparent=traceparent if i % 3 == 0 else None,
         )
-        for i in range(400)
+        for i in range(500)
     ]
     async with EventProducer(settings) as producer:
         acks = await producer.send_batch(topic, events)
+        per_partition = Counter[int]()
+        for event, ack in zip(events, acks, strict=True):
+            per_partition[ack.partition] += len(producer.codec.encode(event))
+        assert len(per_partition) == 2
+        assert min(per_partition.values()) > MAX_BATCH_BYTES  # the premise: batches split
         # send() puts each key where send_batch() did
         single = {
             key: (await producer.send(topic, with_envelope(events[i], event_id=str(uuid.uuid4()))))
@@ -287,6 +293,27 @@ async def test_send_batch_events_arrive_decoded_and_in_order_per_partition(
             expected = traceparent if d.event.envelope.traceparent else None
             assert d.traceparent == expected
             assert (("traceparent", traceparent.encode()) in d.headers) is (expected is not None)
+
+
+async def test_enqueue_batch_queues_a_partitions_events_without_waiting_for_the_broker(
+    settings: Settings,
+) -> None:
+    # aiokafka takes one record batch per partition into a request, one request in flight:
+    # a call whose events filled several of aiokafka's default 16 KiB batches waited a
+    # produce round trip per extra batch. Up to MAX_BATCH_BYTES they are one batch.
+    topic = settings.topic(REQUESTS.name)
+    events = [
+        sample_event("WorkflowRequested", workflow_id="wf-one", input={"pad": "x" * 200})
+        for _ in range(1000)
+    ]
+    async with EventProducer(settings) as producer:
+        await producer.send(topic, events[0])  # metadata known, nothing pending
+        call = producer.enqueue_batch(topic, events)
+        with pytest.raises(StopIteration) as finished:
+            call.send(None)  # runs to the end without suspending once
+        acks = await finished.value.value
+    assert len({a.partition for a in acks}) == 1
+    assert [a.offset for a in acks] == list(range(acks[0].offset, acks[0].offset + 1000))
 
 
 async def test_send_batch_sends_nothing_when_an_event_does_not_encode(settings: Settings) -> None:
