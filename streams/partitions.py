@@ -50,8 +50,6 @@ _Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
 #: Room a record batch needs besides its records (batch header, varints).
 _BATCH_OVERHEAD = 128
 _RECORD_OVERHEAD = 32
-#: Upper bound of a record batch we build: the producer's (below its max_request_size, 1 MiB).
-_MAX_BATCH_CAPACITY = MAX_BATCH_BYTES
 
 
 class GroupWriter:
@@ -76,7 +74,7 @@ class GroupWriter:
         self._codec = producer.codec
         self._key = key
         self.topic = topic
-        self._max_batch_bytes = min(max_batch_bytes, _MAX_BATCH_CAPACITY)
+        self._max_batch_bytes = min(max_batch_bytes, MAX_BATCH_BYTES)
 
     async def append(self, partition: int, groups: Sequence[Sequence[Event]]) -> int:
         """Append ``groups`` (one per input, in order) to ``partition``; return events written.
@@ -110,7 +108,7 @@ class GroupWriter:
     async def _send(
         self, partition: int, records: Sequence[_Record]
     ) -> asyncio.Future[RecordMetadata]:
-        capacity = min(_MAX_BATCH_CAPACITY, _BATCH_OVERHEAD + sum(_record_size(r) for r in records))
+        capacity = min(MAX_BATCH_BYTES, _BATCH_OVERHEAD + sum(_record_size(r) for r in records))
         builder = BatchBuilder(capacity, 0)
         for key, value, headers in records:
             if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
@@ -128,7 +126,7 @@ class GroupWriter:
             "a decision of %s records does not fit one record batch of %s bytes; appending "
             "it record by record to %s[%s] (not atomic: store large payloads elsewhere)",
             len(records),
-            _MAX_BATCH_CAPACITY,
+            MAX_BATCH_BYTES,
             self.topic,
             partition,
         )
