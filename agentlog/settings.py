@@ -16,6 +16,9 @@ from agentlog.errors import ConfigError
 ENV_PREFIX = "AGENTLOG_"
 #: Where ``agentlog api`` listens unless AGENTLOG_API_PORT / --port say otherwise.
 DEFAULT_API_PORT = 8080
+#: The producers' ``max_request_size`` (aiokafka's default): the bound of one record
+#: (checked before sending) and of ``max_batch_bytes``.
+MAX_REQUEST_BYTES = 1_048_576
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]*$")
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -53,6 +56,13 @@ class Settings:
     #: (:func:`agentlog.streams.capabilities.fetch_wait_ms`).
     fetch_max_wait_ms: int | None = None
     linger_ms: int = 0
+    #: Bytes one record batch may hold (the producer's ``max_batch_size``). Up to
+    #: this, an ``enqueue_batch`` call's events for a partition go out as one batch:
+    #: aiokafka puts one batch per partition into a request, one request in flight
+    #: per broker, so a call split into several batches waits a produce round trip
+    #: per extra batch (docs/decisions.md D17). Keep it at or below the brokers'
+    #: ``message.max.bytes`` (Apache Kafka's default 1,048,588).
+    max_batch_bytes: int = 1_000_000
     #: Generation-0 threshold of Python's garbage collector in agentlog's service
     #: processes (orchestrator, lock manager, agent pools): raised to this at their
     #: start, never lowered; 0 leaves Python's own (700). See agentlog.tuning.
@@ -137,6 +147,7 @@ class Settings:
         if self.fetch_max_wait_ms is not None:
             _check_range("AGENTLOG_FETCH_MAX_WAIT_MS", self.fetch_max_wait_ms, 0, 60_000)
         _check_range("AGENTLOG_LINGER_MS", self.linger_ms, 0, 60_000)
+        _check_range("AGENTLOG_MAX_BATCH_BYTES", self.max_batch_bytes, 16_384, MAX_REQUEST_BYTES)
         _check_range("AGENTLOG_GC_THRESHOLD", self.gc_threshold, 0, 10_000_000)
         if self.default_workflow_timeout_ms is not None:
             _check_range(
@@ -205,6 +216,7 @@ _FIELDS: dict[str, type] = {
     "replication_factor": int,
     "fetch_max_wait_ms": int,
     "linger_ms": int,
+    "max_batch_bytes": int,
     "gc_threshold": int,
     "default_workflow_timeout_ms": int,
     "source": str,

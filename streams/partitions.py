@@ -40,7 +40,7 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 from agentlog.schemas.events import Event
 from agentlog.settings import Settings
 from agentlog.streams.consumer import EventConsumer
-from agentlog.streams.producer import MAX_BATCH_BYTES, EventProducer
+from agentlog.streams.producer import EventProducer
 from agentlog.streams.tracing import HEADER as TRACEPARENT_HEADER
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class GroupWriter:
         self._codec = producer.codec
         self._key = key
         self.topic = topic
-        self._max_batch_bytes = min(max_batch_bytes, MAX_BATCH_BYTES)
+        self._max_batch_bytes = min(max_batch_bytes, producer.max_batch_bytes)
 
     async def append(self, partition: int, groups: Sequence[Sequence[Event]]) -> int:
         """Append ``groups`` (one per input, in order) to ``partition``; return events written.
@@ -108,7 +108,8 @@ class GroupWriter:
     async def _send(
         self, partition: int, records: Sequence[_Record]
     ) -> asyncio.Future[RecordMetadata]:
-        capacity = min(MAX_BATCH_BYTES, _BATCH_OVERHEAD + sum(_record_size(r) for r in records))
+        size = _BATCH_OVERHEAD + sum(_record_size(r) for r in records)
+        capacity = min(self._producer.max_batch_bytes, size)
         builder = BatchBuilder(capacity, 0)
         for key, value, headers in records:
             if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
@@ -126,7 +127,7 @@ class GroupWriter:
             "a decision of %s records does not fit one record batch of %s bytes; appending "
             "it record by record to %s[%s] (not atomic: store large payloads elsewhere)",
             len(records),
-            MAX_BATCH_BYTES,
+            self._producer.max_batch_bytes,
             self.topic,
             partition,
         )

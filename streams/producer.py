@@ -15,7 +15,7 @@ from aiokafka.structs import RecordMetadata
 
 from agentlog.errors import ConfigError, ConnectError
 from agentlog.schemas.events import Envelope, Event
-from agentlog.settings import Settings
+from agentlog.settings import MAX_REQUEST_BYTES, Settings
 from agentlog.streams.capabilities import supports_idempotence
 from agentlog.streams.codec import AvroCodec
 from agentlog.streams.partitioner import default_partitioner, partition_of
@@ -25,20 +25,10 @@ logger = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
 _START_TIMEOUT_S = 10.0
-# aiokafka's default, stated so that send_batch checks records against the same bound.
-_MAX_REQUEST_SIZE = 1_048_576
-#: Bytes of records one record batch may hold (the producer's ``max_batch_size``),
-#: below the request bound and Apache Kafka's default ``message.max.bytes``
-#: (1,048,588). aiokafka's default, 16 KiB, splits one ``enqueue_batch`` call's
-#: ~300-byte events into a batch per ~50, and aiokafka takes one batch per
-#: partition into a request, one request in flight per broker: the call then
-#: waited for a produce round trip per extra batch. The builder grows as records
-#: are appended; nothing is allocated up front.
-MAX_BATCH_BYTES = 1_000_000
 # A record's framing beyond its key and value bytes is at most ~40 bytes (varints,
 # attributes) and a batch's header 61, so a headerless record whose key and value
 # stay under this bound fits a request without computing its exact size.
-_CHECK_SIZE_ABOVE = _MAX_REQUEST_SIZE - 1024
+_CHECK_SIZE_ABOVE = MAX_REQUEST_BYTES - 1024
 #: The batches of one enqueue_batch call: each one's ack, and its records as
 #: (index in the call, offset in the batch, timestamp).
 _Acks = list[tuple["asyncio.Future[RecordMetadata]", list[tuple[int, int, int]]]]
@@ -103,8 +93,8 @@ class EventProducer:
             acks="all",
             enable_idempotence=self.idempotent,
             linger_ms=self._settings.linger_ms,
-            max_request_size=_MAX_REQUEST_SIZE,
-            max_batch_size=MAX_BATCH_BYTES,
+            max_request_size=MAX_REQUEST_BYTES,
+            max_batch_size=self._settings.max_batch_bytes,
             request_timeout_ms=30_000,
             partitioner=default_partitioner,
             **self._settings.kafka_client_options(),
@@ -140,6 +130,11 @@ class EventProducer:
     def codec(self) -> AvroCodec:
         """The codec this producer encodes with."""
         return self._codec
+
+    @property
+    def max_batch_bytes(self) -> int:
+        """The most bytes one record batch holds (``AGENTLOG_MAX_BATCH_BYTES``)."""
+        return self._settings.max_batch_bytes
 
     def _require(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -326,10 +321,10 @@ async def _submit(
 
 def _check_size(envelope: Envelope, key: bytes, value: bytes, headers: Headers) -> None:
     size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
-    if size > _MAX_REQUEST_SIZE:
+    if size > MAX_REQUEST_BYTES:
         raise MessageSizeTooLargeError(
             f"{envelope.type} {envelope.event_id} is {size} bytes encoded, more than "
-            f"the {_MAX_REQUEST_SIZE} bytes of a request; keep large payloads out of events"
+            f"the {MAX_REQUEST_BYTES} bytes of a request; keep large payloads out of events"
         )
 
 

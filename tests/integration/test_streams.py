@@ -23,7 +23,7 @@ from agentlog.settings import Settings
 from agentlog.streams.codec import AvroCodec
 from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.streams.deadletter import DeadLetterWriter
-from agentlog.streams.producer import MAX_BATCH_BYTES, EventProducer
+from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import CATALOGUE, DEADLETTER, REQUESTS, ensure_topics, tasks_topic
 from agentlog.streams.tracing import new_traceparent
 from tests.support.samples import all_sample_events, sample_event
@@ -266,7 +266,7 @@ async def test_send_batch_events_arrive_decoded_and_in_order_per_partition(
         for event, ack in zip(events, acks, strict=True):
             per_partition[ack.partition] += len(producer.codec.encode(event))
         assert len(per_partition) == 2
-        assert min(per_partition.values()) > MAX_BATCH_BYTES  # the premise: batches split
+        assert min(per_partition.values()) > producer.max_batch_bytes  # the premise: batches split
         # send() puts each key where send_batch() did
         single = {
             key: (await producer.send(topic, with_envelope(events[i], event_id=str(uuid.uuid4()))))
@@ -300,7 +300,7 @@ async def test_enqueue_batch_queues_a_partitions_events_without_waiting_for_the_
 ) -> None:
     # aiokafka takes one record batch per partition into a request, one request in flight:
     # a call whose events filled several of aiokafka's default 16 KiB batches waited a
-    # produce round trip per extra batch. Up to MAX_BATCH_BYTES they are one batch.
+    # produce round trip per extra batch. Up to AGENTLOG_MAX_BATCH_BYTES they are one batch.
     topic = settings.topic(REQUESTS.name)
     events = [
         sample_event("WorkflowRequested", workflow_id="wf-one", input={"pad": "x" * 200})
@@ -314,6 +314,12 @@ async def test_enqueue_batch_queues_a_partitions_events_without_waiting_for_the_
         acks = await finished.value.value
     assert len({a.partition for a in acks}) == 1
     assert [a.offset for a in acks] == list(range(acks[0].offset, acks[0].offset + 1000))
+    # the setting is what decides: with aiokafka's 16 KiB the same call suspends
+    async with EventProducer(dataclasses.replace(settings, max_batch_bytes=16_384)) as producer:
+        await producer.send(topic, events[0])
+        call = producer.enqueue_batch(topic, events)
+        assert call.send(None) is not None  # waits until its first batch is drained
+        call.close()
 
 
 async def test_send_batch_sends_nothing_when_an_event_does_not_encode(settings: Settings) -> None:

@@ -13,9 +13,9 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agentlog.settings import MAX_REQUEST_BYTES
 from agentlog.streams.producer import (
     _CHECK_SIZE_ABOVE,
-    _MAX_REQUEST_SIZE,
     BatchMetadata,
     _group_by_partition,
     _resolve_when_acked,
@@ -94,7 +94,7 @@ def test_records_the_exact_size_check_skips_fit_a_request(key_len: int) -> None:
     # value bytes: the largest such record, with the largest varints, must still fit
     value = b"x" * (_CHECK_SIZE_ABOVE - key_len)
     size = DefaultRecordBatchBuilder.estimate_size_in_bytes(b"k" * key_len, value, [])
-    assert size <= _MAX_REQUEST_SIZE
+    assert size <= MAX_REQUEST_BYTES
 
 
 def test_batch_metadata_is_a_sequence_built_on_first_read() -> None:

@@ -34,6 +34,7 @@ def test_reads_every_typed_variable() -> None:
             "AGENTLOG_REPLICATION_FACTOR": "3",
             "AGENTLOG_FETCH_MAX_WAIT_MS": "50",
             "AGENTLOG_LINGER_MS": "2",
+            "AGENTLOG_MAX_BATCH_BYTES": "65536",
             "AGENTLOG_GC_THRESHOLD": "5000",
             "AGENTLOG_SOURCE": "worker-1",
             "AGENTLOG_DATA_DIR": "/var/lib/agentlog",
@@ -47,7 +48,7 @@ def test_reads_every_typed_variable() -> None:
     assert s.redis_url == "redis://cache:6379/1"
     assert s.topic_prefix == "team-a.agentlog"
     assert (s.partitions, s.replication_factor) == (12, 3)
-    assert (s.fetch_max_wait_ms, s.linger_ms) == (50, 2)
+    assert (s.fetch_max_wait_ms, s.linger_ms, s.max_batch_bytes) == (50, 2, 65536)
     assert s.source == "worker-1"
     assert s.data_dir == Path("/var/lib/agentlog")
     assert s.log_level == "DEBUG"
@@ -112,6 +113,8 @@ def test_plaintext_client_options() -> None:
         ("AGENTLOG_REPLICATION_FACTOR", "33"),
         ("AGENTLOG_FETCH_MAX_WAIT_MS", "-1"),
         ("AGENTLOG_LINGER_MS", "60001"),
+        ("AGENTLOG_MAX_BATCH_BYTES", "16383"),
+        ("AGENTLOG_MAX_BATCH_BYTES", "1048577"),
         ("AGENTLOG_GC_THRESHOLD", "-5"),
         ("AGENTLOG_DEFAULT_WORKFLOW_TIMEOUT_MS", "0"),
         ("AGENTLOG_LOG_LEVEL", "LOUD"),
@@ -184,6 +187,7 @@ def test_every_known_variable_is_read() -> None:
         "AGENTLOG_REPLICATION_FACTOR": "2",
         "AGENTLOG_FETCH_MAX_WAIT_MS": "7",
         "AGENTLOG_LINGER_MS": "7",
+        "AGENTLOG_MAX_BATCH_BYTES": "16384",
         "AGENTLOG_GC_THRESHOLD": "7",
         "AGENTLOG_DEFAULT_WORKFLOW_TIMEOUT_MS": "86400000",
         "AGENTLOG_LOG_LEVEL": "ERROR",
