@@ -76,7 +76,7 @@ from agentlog.schemas.events import (
 from agentlog.settings import Settings
 from agentlog.streams.consumer import Delivered, EventConsumer
 from agentlog.workflow import workflow
-from tests.bench import pingpong
+from tests.bench import pingpong, report
 
 ROOT = Path(__file__).resolve().parents[2]
 _IDLE_S = 2.0
@@ -449,11 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.logs).mkdir(parents=True, exist_ok=True)
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
-    summary = asyncio.run(amain(args))
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-    return 0
+    return report(asyncio.run(amain(args)), argv, args.json)
 
 
 if __name__ == "__main__":

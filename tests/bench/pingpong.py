@@ -48,11 +48,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -69,6 +67,7 @@ from agentlog.streams.codec import AvroCodec
 from agentlog.streams.consumer import EventConsumer
 from agentlog.streams.producer import EventProducer
 from agentlog.streams.topics import TopicSpec, ensure_topics
+from tests.bench import report
 
 FETCH_WAIT_MS = 5
 PYTHON_GC_THRESHOLD = 700
@@ -505,13 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := set(args.variants) - set(VARIANTS):
         parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     summary = summarize(asyncio.run(amain(args)))
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {"argv": sys.argv[1:], "gc_threshold": args.gc_threshold, **summary}, f, indent=2
-            )
-    return 0
+    return report({"gc_threshold": args.gc_threshold, **summary}, argv, args.json)
 
 
 if __name__ == "__main__":
